@@ -1,0 +1,157 @@
+"""`emo-annotate`: parse options and delegate; known errors become one line and exit code 1."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(
+    help="Annotate talking-head videos into WebDataset shards (head pose, speed, face masks, audio features).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ShardsDir = Annotated[Path, typer.Argument(help="Output directory of `emo-annotate run`.")]
+
+
+class UserError(Exception):
+    """Raised by commands for bad input; `main` prints it as one line."""
+
+
+@app.command()
+def run(
+    input_dir: Annotated[Path, typer.Argument(help="Directory searched recursively for videos.")],
+    output_dir: Annotated[Path, typer.Argument(help="Where shards, index and manifest go (resumable).")],
+    fps: Annotated[float, typer.Option(help="Constant output frame rate.", min=1)] = 25.0,
+    size: Annotated[int, typer.Option(help="Side of the square face crop in pixels.", min=32)] = 512,
+    audio_features: Annotated[str, typer.Option(help="mel | wav2vec2")] = "mel",
+    audio_encoder: Annotated[Optional[str], typer.Option(help="wav2vec2 model: local path or hub id.")] = None,
+    landmarks: Annotated[str, typer.Option(help="mediapipe | fan (3D FAN on MediaPipe boxes).")] = "mediapipe",
+    address: Annotated[Optional[str], typer.Option(help="Existing Ray cluster address (default: start a local one).")] = None,
+    num_workers: Annotated[int, typer.Option(help="Annotator workers (Ray actors).", min=1)] = 2,
+    shard_size: Annotated[int, typer.Option(help="Maximum clips per shard.", min=1)] = 100,
+    videos_per_task: Annotated[int, typer.Option(help="Input videos per unit of work.", min=1)] = 4,
+    max_clip_seconds: Annotated[float, typer.Option(help="Longer face tracks are split.", min=1)] = 10.0,
+    no_landmarks: Annotated[bool, typer.Option("--no-landmarks", help="Do not store lmk.npy.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Annotate every video under INPUT_DIR into shards in OUTPUT_DIR; a rerun resumes."""
+    import dataclasses
+
+    from .config import AnnotateConfig, ClipConfig, RunConfig, Wav2Vec2Config
+    from .runner import run as run_annotation
+
+    if audio_features not in ("mel", "wav2vec2"):
+        raise UserError(f"--audio-features must be mel or wav2vec2, not {audio_features!r}")
+    if landmarks not in ("mediapipe", "fan"):
+        raise UserError(f"--landmarks must be mediapipe or fan, not {landmarks!r}")
+    if audio_encoder and audio_features != "wav2vec2":
+        raise UserError("--audio-encoder only applies with --audio-features wav2vec2")
+    cfg = AnnotateConfig(
+        fps=fps,
+        size=size,
+        audio_features=audio_features,
+        landmarks=landmarks,
+        shard_size=shard_size,
+        videos_per_task=videos_per_task,
+        store_landmarks=not no_landmarks,
+        clip=dataclasses.replace(ClipConfig(), max_seconds=max_clip_seconds),
+        wav2vec2=Wav2Vec2Config(model=audio_encoder) if audio_encoder else Wav2Vec2Config(),
+    )
+    summary = run_annotation(input_dir, output_dir, cfg, RunConfig(address=address, num_workers=num_workers, progress=not quiet))
+    typer.echo(
+        f"{summary['clips']} clips ({summary['hours'] * 60:.1f} min) in {output_dir}; "
+        f"{summary['skipped_inputs']} inputs skipped, {summary['failed_inputs']} failed "
+        f"(see index.parquet); {summary['units_skipped_as_done']}/{summary['units']} units were already done"
+    )
+
+
+@app.command()
+def verify(shards: ShardsDir) -> None:
+    """Read every shard and the index; check members, shapes, dtypes and agreement."""
+    from .verify import verify_output
+
+    problems, checked = verify_output(shards)
+    for problem in problems:
+        typer.echo(f"PROBLEM {problem}")
+    if problems:
+        raise typer.Exit(1)
+    typer.echo(f"ok: {checked} clips verified")
+
+
+@app.command()
+def stats(
+    shards: ShardsDir,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+) -> None:
+    """Clips, hours, failure reasons, speed percentiles and histogram."""
+    from .stats import compute_stats, format_stats
+
+    result = compute_stats(shards)
+    typer.echo(json.dumps(result, indent=2) if as_json else format_stats(result))
+
+
+@app.command()
+def inspect(
+    shards: ShardsDir,
+    key: Annotated[str, typer.Option(help="Clip key, e.g. myvideo-1a2b3c4d_000.")],
+    out: Annotated[Path, typer.Option(help="Directory for the overlay video and the plot.")],
+) -> None:
+    """Write an overlay video (landmarks, pose axes, face box, mask) and a pose/speed plot."""
+    from .inspect import inspect_clip
+
+    for path in inspect_clip(shards, key, out):
+        typer.echo(str(path))
+
+
+@app.command()
+def demo(
+    work_dir: Annotated[Path, typer.Argument(help="Where the sample video and its shards go.")] = Path("data/demo"),
+    num_workers: Annotated[int, typer.Option(help="Annotator workers (Ray actors).", min=1)] = 2,
+) -> None:
+    """Make the bundled sample (the real carphone talking head + synthesised speech), annotate it on
+    a local Ray instance with MediaPipe and mel features, and verify the shards."""
+    from .config import AnnotateConfig, RunConfig
+    from .runner import run as run_annotation
+    from .samples import make_carphone_video
+    from .verify import verify_output
+
+    videos = work_dir / "videos"
+    videos.mkdir(parents=True, exist_ok=True)
+    sample = videos / "carphone.mp4"
+    if not sample.exists():
+        make_carphone_video(sample)
+    typer.echo(f"sample video: {sample}")
+    shards = work_dir / "shards"
+    summary = run_annotation(videos, shards, AnnotateConfig(), RunConfig(num_workers=num_workers))
+    problems, checked = verify_output(shards)
+    for problem in problems:
+        typer.echo(f"PROBLEM {problem}")
+    typer.echo(f"{summary['clips']} clips written to {shards}, {checked} verified; try:")
+    typer.echo(f"  emo-annotate stats {shards}")
+    if problems:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    from .media import MediaError
+    from .runner import RunError
+    from .samples import SampleMissing
+
+    try:
+        app()
+    except (UserError, RunError, MediaError, SampleMissing, FileNotFoundError, NotADirectoryError, PermissionError) as err:
+        typer.echo(f"error: {err}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        typer.echo("interrupted; rerun the same command to resume", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

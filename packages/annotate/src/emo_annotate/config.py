@@ -1,0 +1,114 @@
+"""Typed configuration of an annotation run.
+
+`AnnotateConfig` holds everything that changes what ends up in the shards; it is stored in the
+run's manifest and a rerun into the same output directory must use the same one. `RunConfig`
+adds how the work is executed (cluster address, workers), which may change between reruns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Literal
+
+AudioFeatureKind = Literal["mel", "wav2vec2"]
+LandmarkBackend = Literal["mediapipe", "fan"]
+
+
+@dataclass(frozen=True)
+class MelConfig:
+    """Log-mel features; `frames_per_video_frame` mel frames are concatenated per video frame."""
+
+    n_mels: int = 80
+    """Number of mel bands."""
+    n_fft: int = 400
+    """STFT window length in samples at 16 kHz (25 ms)."""
+    frames_per_video_frame: int = 4
+    """Mel frames per video frame; the hop is 16000 / fps / this (160 samples = 10 ms at 25 fps)."""
+
+
+@dataclass(frozen=True)
+class Wav2Vec2Config:
+    """Hidden states of a `transformers` Wav2Vec2Model, interpolated to the video frame rate."""
+
+    model: str = "facebook/wav2vec2-base-960h"
+    """Local path or hub id passed to `from_pretrained` (no download happens in tests)."""
+    layers: tuple[int, ...] | None = None
+    """Hidden-state indices to keep (0 = CNN feature projection); None keeps all of them."""
+
+
+@dataclass(frozen=True)
+class ClipConfig:
+    """How a video is cut into training clips."""
+
+    min_frames: int = 16
+    """Shortest clip: 4 motion frames + 12 target frames, as EMO trains on."""
+    max_seconds: float = 10.0
+    """Longer face tracks are split into near-equal clips no longer than this."""
+    scene_cut_threshold: float = 0.35
+    """L1 distance (0..2) between consecutive grey-level histograms that counts as a cut."""
+    min_track_iou: float = 0.3
+    """Consecutive face boxes overlapping less than this break the face track."""
+    max_spurious_face_frames: int = 3
+    """A second face seen on at most this many consecutive frames inside a one-face track is
+    taken for a detector false positive; longer, and the track ends (several faces)."""
+    crop_scale: float = 2.0
+    """Side of the square crop as a multiple of the largest face-box side over the clip."""
+    smoothing_seconds: float = 0.28
+    """Savitzky-Golay window for pose smoothing (zero-phase, so no lag)."""
+
+
+@dataclass(frozen=True)
+class AnnotateConfig:
+    """Everything that determines the content of the shards."""
+
+    fps: float = 25.0
+    """Constant output frame rate; source frames are dropped or repeated to reach it."""
+    size: int = 512
+    """Side in pixels of the square face-centred crop stored in `mp4`."""
+    audio_features: AudioFeatureKind = "mel"
+    """Kind of `audio.npy`: log-mel (no weights needed) or wav2vec2 hidden states."""
+    landmarks: LandmarkBackend = "mediapipe"
+    """3D landmark backend: MediaPipe face mesh (468 points) or face-alignment's 3D FAN (68)."""
+    detect_max_side: int = 960
+    """Frames are downscaled to this long side before face detection (speed; None-like 0 = off)."""
+    crf: int = 18
+    """H.264 constant rate factor of the stored clips."""
+    x264_preset: str = "veryfast"
+    """libx264 speed preset of the stored clips."""
+    store_landmarks: bool = True
+    """Write `lmk.npy` (float16 landmarks in crop pixels)."""
+    shard_size: int = 100
+    """Maximum clips per shard."""
+    videos_per_task: int = 4
+    """Input videos per unit of work; each unit writes its own shards and commits atomically."""
+    clip: ClipConfig = field(default_factory=ClipConfig)
+    mel: MelConfig = field(default_factory=MelConfig)
+    wav2vec2: Wav2Vec2Config = field(default_factory=Wav2Vec2Config)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "AnnotateConfig":
+        data = dict(data)
+        clip = ClipConfig(**data.pop("clip", {}))
+        mel = MelConfig(**data.pop("mel", {}))
+        w2v = dict(data.pop("wav2vec2", {}))
+        if w2v.get("layers") is not None:
+            w2v["layers"] = tuple(w2v["layers"])
+        return cls(clip=clip, mel=mel, wav2vec2=Wav2Vec2Config(**w2v), **data)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """How a run executes; may differ between a run and its resumption."""
+
+    address: str | None = None
+    """Ray cluster address; None starts a local Ray instance."""
+    num_workers: int = 2
+    """Annotator actors (each holds its own models)."""
+    max_retries: int = 2
+    """Times a unit of work is retried after its worker crashed."""
+    progress: bool = True
+    """Show a progress bar."""

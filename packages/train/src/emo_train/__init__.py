@@ -1,0 +1,1 @@
+"""EMO train package."""
