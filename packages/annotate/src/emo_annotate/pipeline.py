@@ -28,7 +28,7 @@ from .config import AnnotateConfig
 from .landmarks import make_detector
 from .media import AUDIO_RATE, MediaError, Mp4Writer, encode_wav, iter_frames, probe, read_audio
 from .pose import clip_pose
-from .segment import Span, box_iou, find_clips, grey_histogram
+from .segment import Span, find_clips, grey_histogram
 
 STATUS_OK = "ok"
 STATUS_SKIPPED = "skipped"  # a readable input with nothing to train on
@@ -88,13 +88,14 @@ class Annotator:
         counts, boxes, lmks, hists = [], [], [], []
         for _, rgb in iter_frames(path, self.cfg.fps, self.cfg.detect_max_side):
             # detection frames may be downscaled; landmarks go back to source pixels
-            faces = self.detector.detect(rgb, source_width / rgb.shape[1])
-            counts.append(len(faces))
-            if faces:
-                # the face continuing the track (a brief extra detection must not steal it)
-                face = max(faces, key=lambda f: box_iou(f.box, boxes[-1])) if boxes else faces[0]
-                boxes.append(face.box)
-                lmks.append(face.landmarks)
+            found = self.detector.detect(rgb, source_width / rgb.shape[1])
+            count = found.count
+            if count == 1 and found.face is None:
+                count = 0  # a face without confirmed landmarks is no usable face
+            counts.append(count)
+            if found.face is not None:
+                boxes.append(found.face.box)
+                lmks.append(found.face.landmarks)
             else:
                 boxes.append(boxes[-1] if boxes else np.zeros(4, np.float32))
                 lmks.append(np.zeros((n_points, 3), np.float32))

@@ -103,14 +103,13 @@ def roll_trajectory(num_frames: int, fps: float, amplitude: float = 15.0, hz: fl
 
 
 def rotated_astronaut_frames(roll: np.ndarray, mirror: bool = False, size: int = 512):
-    """Yield the astronaut photo rotated in plane by each roll angle (degrees) about her face."""
+    """Yield the astronaut photo rotated in plane by each roll angle (degrees, counter-clockwise)
+    about her face; `mirror` flips each finished frame, giving the mirror image of that video."""
     image = astronaut_image()
-    if mirror:
-        image = np.ascontiguousarray(image[:, ::-1])
-    centre = (image.shape[1] - 250.0 if mirror else 250.0, 150.0)  # near the face
     for angle in roll:
-        matrix = cv2.getRotationMatrix2D(centre, float(angle), 1.0)
-        yield cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+        matrix = cv2.getRotationMatrix2D((250.0, 150.0), float(angle), 1.0)  # centre near the face
+        frame = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+        yield np.ascontiguousarray(frame[:, ::-1]) if mirror else frame
 
 
 def make_astronaut_video(path: Path, roll: np.ndarray, fps: float, mirror: bool = False, audio: bool = True) -> Path:

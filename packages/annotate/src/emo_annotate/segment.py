@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from .config import ClipConfig
+from .landmarks import box_iou
 
 NO_FACE = "no face"
 SEVERAL_FACES = "several faces"
@@ -34,14 +35,6 @@ def grey_histogram(rgb: np.ndarray, bins: int = 32) -> np.ndarray:
     grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
     hist = np.bincount((grey // (256 // bins)).ravel(), minlength=bins).astype(np.float32)
     return hist / hist.sum()
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
 
 
 def find_clips(
@@ -116,11 +109,8 @@ def _reason(face_counts: np.ndarray, runs: list[Span], min_frames: int) -> str:
     if len(face_counts) < min_frames:
         return f"too short: {len(face_counts)} frames, a clip needs {min_frames}"
     counts = Counter(np.minimum(face_counts, 2).tolist())
-    if counts[1] == 0:
-        return SEVERAL_FACES if counts[2] > counts[0] else NO_FACE
-    longest = max((len(r) for r in runs), default=0)
     dominant = SEVERAL_FACES if counts[2] > counts[0] else NO_FACE
-    return (
-        f"no single-face track of {min_frames} frames (longest {longest}; "
-        f"other frames mostly: {dominant})"
-    )
+    if counts[1] < 0.1 * len(face_counts):  # a stray detection is not a face track
+        return dominant
+    longest = max((len(r) for r in runs), default=0)
+    return f"no single-face track of {min_frames} frames (longest {longest}; other frames mostly: {dominant})"
