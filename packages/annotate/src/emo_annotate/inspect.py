@@ -65,7 +65,10 @@ def find_shard(layout: OutputLayout, key: str) -> Path:
     """The committed shard holding `key`, found through the stats files (they list their keys)."""
     known: list[str] = []
     for stats_path in sorted(layout.stats.glob("*.json")) if layout.stats.exists() else []:
-        keys = json.loads(stats_path.read_text()).get("keys", [])
+        try:
+            keys = list(json.loads(stats_path.read_text()).get("keys", []))
+        except (ValueError, AttributeError, TypeError):
+            continue  # a damaged stats file is `verify`'s business; look in the others
         if key in keys:
             return layout.shard_path(stats_path.stem)
         known += keys
@@ -96,6 +99,8 @@ def load_npy(data: bytes) -> np.ndarray:
 # -- overlay video -------------------------------------------------------------------------------
 def render_overlay(sample: dict[str, bytes], pose: np.ndarray, fps: float) -> bytes:
     frames = decode_mp4(sample["mp4"])  # a clip is short (<= max_clip_seconds)
+    if not frames:
+        raise RunError("the clip's mp4 holds no frames; run `emo-annotate verify`")
     boxes = load_npy(sample["bbox.npy"])
     landmarks = load_npy(sample["lmk.npy"]).astype(np.float32) if "lmk.npy" in sample else None
     mask = np.asarray(Image.open(io.BytesIO(sample["mask.png"])).convert("L")) > 0
@@ -107,7 +112,9 @@ def render_overlay(sample: dict[str, bytes], pose: np.ndarray, fps: float) -> by
     return writer.finish()
 
 
-def draw_frame(frame: np.ndarray, mask: np.ndarray, box: np.ndarray, landmarks: np.ndarray | None, pose: np.ndarray) -> np.ndarray:
+def draw_frame(
+    frame: np.ndarray, mask: np.ndarray, box: np.ndarray, landmarks: np.ndarray | None, pose: np.ndarray
+) -> np.ndarray:
     """One RGB frame with mask tint, face box, landmarks and pose axes drawn on it."""
     out = frame.astype(np.float32)
     out[mask] = (1 - MASK_ALPHA) * out[mask] + MASK_ALPHA * MASK_TINT

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import time
 from pathlib import Path
 
@@ -35,7 +36,9 @@ class UnitWorker:
         self.annotator = Annotator(self.cfg)
 
     def process(self, unit: dict) -> dict:
-        return process_unit(Unit.from_dict(unit), self.input_dir, self.layout, self.annotator, self.cfg.shard_size)
+        result = process_unit(Unit.from_dict(unit), self.input_dir, self.layout, self.annotator, self.cfg.shard_size)
+        result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+        return result
 
     def pid(self) -> int:
         return os.getpid()
@@ -101,13 +104,18 @@ def run(input_dir: Path, output_dir: Path, cfg: AnnotateConfig, run_cfg: RunConf
 
     done = layout.committed_units()
     pending = [u for u in units if u.unit not in done]
-    failures = _run_units(pending, input_dir, layout, cfg, run_cfg) if pending else []
+    failures, peak_rss_mb = _run_units(pending, input_dir, layout, cfg, run_cfg) if pending else ([], 0.0)
 
     planned = {u.unit for u in units}
     parts = [layout.unit_path(u) for u in sorted(layout.committed_units() & planned)]
     table = index.merge(parts, failures, layout.index)
     summary = index.summarize(table)
-    summary.update(units=len(units), units_skipped_as_done=len(units) - len(pending), output=str(output_dir))
+    summary.update(
+        units=len(units),
+        units_skipped_as_done=len(units) - len(pending),
+        worker_peak_rss_mb=round(peak_rss_mb, 1),
+        output=str(output_dir),
+    )
     return summary
 
 
@@ -118,8 +126,11 @@ def _check_wav2vec2(model: str) -> None:
         raise RunError(f"--audio-encoder {model}: no wav2vec2 model there (config.json missing)")
 
 
-def _run_units(pending: list[Unit], input_dir: Path, layout: OutputLayout, cfg: AnnotateConfig, run_cfg: RunConfig) -> list[dict]:
-    """Process units on Ray actors; returns index rows for units that failed for good."""
+def _run_units(
+    pending: list[Unit], input_dir: Path, layout: OutputLayout, cfg: AnnotateConfig, run_cfg: RunConfig
+) -> tuple[list[dict], float]:
+    """Process units on Ray actors; returns index rows for units that failed for good and the
+    largest peak memory (MB) a worker reported."""
     import ray
 
     started_here = not ray.is_initialized()
@@ -134,7 +145,7 @@ def _run_units(pending: list[Unit], input_dir: Path, layout: OutputLayout, cfg: 
         in_flight: dict = {}  # ObjectRef -> (worker, unit)
         failures: list[dict] = []
         bar = tqdm(total=sum(len(u.videos) for u in pending), unit="video", desc="annotating", disable=not run_cfg.progress)
-        clips = 0
+        clips, peak_rss_mb = 0, 0.0
 
         def submit(worker) -> None:
             if queue:
@@ -147,7 +158,9 @@ def _run_units(pending: list[Unit], input_dir: Path, layout: OutputLayout, cfg: 
             [ref], _ = ray.wait(list(in_flight), num_returns=1)
             worker, unit = in_flight.pop(ref)
             try:
-                clips += ray.get(ref)["clips"]
+                result = ray.get(ref)
+                clips += result["clips"]
+                peak_rss_mb = max(peak_rss_mb, result["peak_rss_mb"])
             except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError, ray.exceptions.RayTaskError) as err:
                 reason = f"worker failed {run_cfg.max_retries + 1} times on this unit: {_one_line(err)}"
                 failures += [index.video_row(v.video_id, v.source, unit.unit, STATUS_FAILED, reason) for v in unit.videos]
@@ -157,7 +170,7 @@ def _run_units(pending: list[Unit], input_dir: Path, layout: OutputLayout, cfg: 
             bar.set_postfix(clips=clips, failed_units=len({r["unit"] for r in failures}))
             submit(worker)
         bar.close()
-        return failures
+        return failures, peak_rss_mb
     finally:
         if started_here:
             ray.shutdown()

@@ -150,7 +150,11 @@ def suggest_speed_buckets(speeds: np.ndarray, num: int = NUM_BUCKETS, min_radius
         left = np.concatenate([gaps[:1], gaps])  # the first centre has only a right neighbour
         right = np.concatenate([gaps, gaps[-1:]])
         radii = np.maximum(np.maximum(left, right) / 2, min_radius)
-    return {"rule": BUCKET_RULE, "centers": [round(float(c), 2) for c in centres], "radii": [round(float(r), 2) for r in radii]}
+    return {
+        "rule": BUCKET_RULE,
+        "centers": [round(float(c), 2) for c in centres],
+        "radii": [round(float(r), 2) for r in radii],
+    }
 
 
 # -- text report ---------------------------------------------------------------------------------

@@ -1,0 +1,55 @@
+"""The CLI as a user meets it: help, one-line errors, exit codes, nothing clobbered."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+
+def emo(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "emo_annotate.cli", *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["verify"], ["stats"], ["inspect"], ["demo"]])
+def test_help(command):
+    result = emo(*command, "--help")
+    assert result.returncode == 0 and "Usage" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "does/not/exist", "out"], "does not exist"),
+        (["run", ".", "out", "--audio-features", "mfcc"], "--audio-features must be mel or wav2vec2"),
+        (["run", ".", "out", "--landmarks", "dlib"], "--landmarks must be mediapipe or fan"),
+        (["run", ".", "out", "--audio-features", "wav2vec2", "--audio-encoder", "./no/such/model"], "no wav2vec2 model there"),
+        (["run", ".", "out", "--num-workers", "0"], "Invalid value"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_1(args, message, tmp_path):
+    result = emo(*[a if a != "out" else str(tmp_path / "out") for a in args])
+    assert result.returncode != 0
+    assert message in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_output_that_is_a_file_or_foreign_dir_is_not_touched(tmp_path, media_dir):
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me")
+    result = emo("run", str(media_dir), str(target))
+    assert result.returncode == 1 and "not a directory" in result.stderr
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("keep me too")
+    result = emo("run", str(media_dir), str(foreign))
+    assert result.returncode == 1 and "holds no annotation run" in result.stderr
+    assert target.read_text() == "keep me" and sorted(p.name for p in foreign.iterdir()) == ["thesis.tex"]
+
+
+def test_empty_input_dir(tmp_path):
+    (tmp_path / "in").mkdir()
+    result = emo("run", str(tmp_path / "in"), str(tmp_path / "out"))
+    assert result.returncode == 1 and "no video files" in result.stderr
+    assert not (tmp_path / "out").exists()
