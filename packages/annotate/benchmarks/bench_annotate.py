@@ -1,7 +1,7 @@
 """Annotator throughput and memory on 720p talking-head video (a script, not a test).
 
 Measured in one run, on the same file:
-  decode            PyAV decode + constant-fps resampling + RGB conversion (full resolution)
+  decode            PyAV decode + constant-fps resampling, frames as YUV planes (no conversion)
   decode+landmarks  the annotator's first pass: decode, downscale, face detection + face mesh
   annotator         everything: both passes, crop, H.264 encode, pose, speed, mel, sample bytes
 then the Ray runner with 1 and 2 workers over several copies, and the peak memory of a worker
@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -29,7 +29,7 @@ import numpy as np
 from emo_annotate import samples
 from emo_annotate.config import AnnotateConfig, RunConfig
 from emo_annotate.landmarks import make_detector
-from emo_annotate.media import iter_frames, probe, read_audio, write_video
+from emo_annotate.media import iter_frames, probe, to_rgb, to_yuv420, write_video
 from emo_annotate.pipeline import Annotator
 from emo_annotate.runner import run
 
@@ -64,14 +64,15 @@ def rate(frames: int, seconds: float) -> float:
 
 def bench_stages(path: Path, cfg: AnnotateConfig) -> dict:
     t = time.perf_counter()
-    n = sum(1 for _ in iter_frames(path, FPS))
+    n = sum(1 for _, frame in iter_frames(path, FPS) if to_yuv420(frame))
     decode = rate(n, time.perf_counter() - t)
 
     detector = make_detector(cfg.landmarks)
     width = probe(path).width
     t = time.perf_counter()
     n = 0
-    for _, rgb in iter_frames(path, FPS, cfg.detect_max_side):
+    for _, frame in iter_frames(path, FPS):
+        rgb = to_rgb(frame, cfg.detect_max_side)
         detector.detect(rgb, width / rgb.shape[1])
         n += 1
     landmarks = rate(n, time.perf_counter() - t)
@@ -100,7 +101,7 @@ def bench_scaling(video: Path, work: Path, copies: int, cfg: AnnotateConfig) -> 
         target = inputs / f"talk_{i}.mp4"
         if not target.exists():
             shutil.copy(video, target)
-    frames = copies * sum(1 for _ in iter_frames(video, FPS, decode_mask=lambda k: False))
+    frames = copies * sum(1 for _ in iter_frames(video, FPS))
     result = {"videos": copies, "frames": frames}
     for workers in (1, 2):
         out = work / f"scaling_out_{workers}"
@@ -111,7 +112,32 @@ def bench_scaling(video: Path, work: Path, copies: int, cfg: AnnotateConfig) -> 
         result[f"workers_{workers}"] = {"seconds": round(seconds, 1), "fps": round(rate(frames, seconds), 1),
                                         "clips": summary["clips"], "peak_rss_mb": summary["worker_peak_rss_mb"]}
     result["speedup_1_to_2"] = round(result["workers_2"]["fps"] / result["workers_1"]["fps"], 3)
+    # the fixed cost inside those times: local Ray start plus actors with their models loaded
+    for workers in (1, 2):
+        start = startup_seconds(cfg, workers)
+        result[f"startup_seconds_{workers}_workers"] = round(start, 1)
+    result["speedup_1_to_2_without_startup"] = round(
+        rate(frames, result["workers_2"]["seconds"] - result["startup_seconds_2_workers"])
+        / rate(frames, result["workers_1"]["seconds"] - result["startup_seconds_1_workers"]),
+        3,
+    )
     return result
+
+
+def startup_seconds(cfg: AnnotateConfig, workers: int) -> float:
+    """Seconds from nothing to `workers` actors ready (Ray started, models loaded)."""
+    import ray
+
+    from emo_annotate.runner import UnitWorker, _init_ray
+
+    t = time.perf_counter()
+    _init_ray(RunConfig(num_workers=workers))
+    try:
+        actor = ray.remote(num_cpus=1)(UnitWorker)
+        ray.get([actor.remote(cfg.to_dict(), ".", ".").pid.remote() for _ in range(workers)])
+        return time.perf_counter() - t
+    finally:
+        ray.shutdown()
 
 
 def peak_memory(video: Path) -> dict:
@@ -130,18 +156,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("bench_out"))
     parser.add_argument("--quick", action="store_true", help="short videos (a smoke run, not for BENCHMARKS.md)")
+    parser.add_argument("--parts", default="stages,scaling,memory", help="comma-separated subset to run")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     cfg = AnnotateConfig()
     short = make_720p_talking_head(args.out / f"talk720_{4 if args.quick else 20}s.mp4", 4 if args.quick else 20)
     long = make_720p_talking_head(args.out / f"talk720_{8 if args.quick else 60}s.mp4", 8 if args.quick else 60)
-    report = {
-        "machine": {"cpus": __import__("os").cpu_count(), "processor": platform.processor() or platform.machine(),
-                    "python": platform.python_version()},
-        "stages_720p": bench_stages(short, cfg),
-        "scaling": bench_scaling(short, args.out, 2 if args.quick else 4, cfg),
-        "memory": peak_memory(long),
-    }
+    parts = set(args.parts.split(","))
+    report = {"machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+                          "python": platform.python_version()}}
+    if "stages" in parts:
+        report["stages_720p"] = bench_stages(short, cfg)
+    if "scaling" in parts:
+        report["scaling"] = bench_scaling(short, args.out, 2 if args.quick else 4, cfg)
+    if "memory" in parts:
+        report["memory"] = peak_memory(long)
     print(json.dumps(report, indent=2))
     (args.out / "report.json").write_text(json.dumps(report, indent=2))
 

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from emo_annotate import samples
-from emo_annotate.media import AUDIO_RATE, MediaError, decode_wav, encode_wav, iter_frames, probe, read_audio, write_video
+from emo_annotate.media import (
+    AUDIO_RATE, MediaError, decode_wav, encode_wav, iter_frames, probe, read_audio, to_rgb, to_yuv420, write_video,
+)
 
 
 def test_resampling_29_97_to_25_fps_keeps_duration():
@@ -15,13 +17,15 @@ def test_resampling_29_97_to_25_fps_keeps_duration():
     frames = list(iter_frames(path, 25.0))
     assert [k for k, _ in frames] == list(range(len(frames)))
     assert abs(len(frames) - info.duration_s * 25) <= 1
-    assert frames[0][1].shape == (144, 176, 3)
+    assert to_rgb(frames[0][1]).shape == (144, 176, 3)
+    y, u, v = to_yuv420(frames[0][1])
+    assert y.shape == (144, 176) and u.shape == v.shape == (72, 88)
 
 
 def test_low_fps_source_repeats_frames_and_downscale(tmp_path):
     colours = [np.full((64, 96, 3), c, np.uint8) for c in (0, 80, 160, 240)]
     write_video(tmp_path / "slow.mp4", colours, 5.0)
-    frames = [rgb for _, rgb in iter_frames(tmp_path / "slow.mp4", 25.0, max_side=48)]
+    frames = [to_rgb(frame, max_side=48) for _, frame in iter_frames(tmp_path / "slow.mp4", 25.0)]
     assert len(frames) == 20  # 0.8 s at 25 fps
     assert frames[0].shape == (32, 48, 3)
     means = [round(float(f.mean()) / 80) for f in frames]

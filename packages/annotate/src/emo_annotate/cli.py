@@ -9,6 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from .errors import AnnotateError
+
 app = typer.Typer(
     help="Annotate talking-head videos into WebDataset shards (head pose, speed, face masks, audio features).",
     no_args_is_help=True,
@@ -19,8 +21,8 @@ app = typer.Typer(
 ShardsDir = Annotated[Path, typer.Argument(help="Output directory of `emo-annotate run`.")]
 
 
-class UserError(Exception):
-    """Raised by commands for bad input; `main` prints it as one line."""
+class UserError(AnnotateError):
+    """Bad option values; `main` prints it as one line."""
 
 
 @app.command()
@@ -46,6 +48,8 @@ def run(
     from .config import AnnotateConfig, ClipConfig, RunConfig, Wav2Vec2Config
     from .runner import run as run_annotation
 
+    if size % 16:
+        raise UserError(f"--size must be a multiple of 16 (H.264 macroblocks), not {size}")
     if audio_features not in ("mel", "wav2vec2"):
         raise UserError(f"--audio-features must be mel or wav2vec2, not {audio_features!r}")
     if landmarks not in ("mediapipe", "fan"):
@@ -139,13 +143,9 @@ def demo(
 
 
 def main() -> None:
-    from .media import MediaError
-    from .runner import RunError
-    from .samples import SampleMissing
-
     try:
         app()
-    except (UserError, RunError, MediaError, SampleMissing, FileNotFoundError, NotADirectoryError, PermissionError) as err:
+    except (AnnotateError, FileNotFoundError, NotADirectoryError, PermissionError) as err:
         typer.echo(f"error: {err}", err=True)
         sys.exit(1)
     except KeyboardInterrupt:

@@ -81,7 +81,8 @@ class AnnotateConfig:
     shard_size: int = 100
     """Maximum clips per shard."""
     videos_per_task: int = 4
-    """Input videos per unit of work; each unit writes its own shards and commits atomically."""
+    """At most this many input videos per unit of work (fewer when workers would idle); each
+    unit writes its own shards and commits atomically. The plan is fixed at the first run."""
     clip: ClipConfig = field(default_factory=ClipConfig)
     mel: MelConfig = field(default_factory=MelConfig)
     wav2vec2: Wav2Vec2Config = field(default_factory=Wav2Vec2Config)

@@ -31,7 +31,7 @@ from scipy.spatial.transform import Rotation
 
 from .layout import OutputLayout
 from .media import Mp4Writer, decode_mp4
-from .runner import RunError
+from .errors import RunError
 
 MASK_TINT = np.array([0, 255, 0], np.float32)
 MASK_ALPHA = 0.25

@@ -15,11 +15,9 @@ from typing import Iterator
 import av
 import numpy as np
 
+from .errors import MediaError
+
 AUDIO_RATE = 16000
-
-
-class MediaError(Exception):
-    """The input cannot be used; the message is a human-readable reason for the index."""
 
 
 @dataclass(frozen=True)
@@ -68,20 +66,21 @@ def _duration_s(container, stream) -> float:
     return 0.0
 
 
-def iter_frames(
-    path: Path, fps: float, max_side: int = 0, decode_mask=None
-) -> Iterator[tuple[int, np.ndarray | None]]:
-    """Yield `(index, rgb)` at a constant `fps`, dropping or repeating source frames.
+def iter_frames(path: Path, fps: float, threads: int = 0) -> Iterator[tuple[int, av.VideoFrame]]:
+    """Yield `(index, frame)` at a constant `fps`, dropping or repeating source frames.
 
-    Output frame k shows the source frame on screen at time k / fps (times counted from the
-    first frame). `max_side` > 0 downscales so the long side is at most that (done by swscale
-    together with the colour conversion). `decode_mask(k) -> bool` lets a caller skip the RGB
-    conversion of frames it does not need: those are yielded as `(k, None)`.
+    Output frame k is the source frame on screen at time k / fps (times counted from the first
+    frame); a repeated frame is the same object again. Frames stay decoded-but-unconverted, so a
+    caller pays for conversion (`to_rgb`, `to_yuv420`) only on frames it uses. `threads` = 0 lets
+    FFmpeg pick; Ray workers pass 1 because each owns one CPU.
     """
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
+            if threads == 1:
+                stream.codec_context.thread_count = 1
+            else:
+                stream.thread_type = "AUTO"
             t0 = None
             k = 0
             pending = None  # (time, frame): the frame on screen until the next one arrives
@@ -95,7 +94,7 @@ def iter_frames(
                 if pending is not None:
                     # every output time before this frame's time shows the pending frame
                     while k / fps < t - 1e-6:
-                        yield k, _convert(pending[1], max_side, decode_mask, k)
+                        yield k, pending[1]
                         k += 1
                 pending = (t, frame)
             if pending is None:
@@ -103,21 +102,31 @@ def iter_frames(
             # the last frame stays on screen for one source frame period
             period = 1.0 / float(stream.average_rate or fps)
             while k / fps < pending[0] + period - 1e-6:
-                yield k, _convert(pending[1], max_side, decode_mask, k)
+                yield k, pending[1]
                 k += 1
     except av.FFmpegError as err:
         raise MediaError(f"decoding failed ({_describe(err)})") from None
 
 
-def _convert(frame: av.VideoFrame, max_side: int, decode_mask, k: int) -> np.ndarray | None:
-    if decode_mask is not None and not decode_mask(k):
-        return None
+def to_rgb(frame: av.VideoFrame, max_side: int = 0) -> np.ndarray:
+    """(h, w, 3) uint8; `max_side` > 0 downscales (with the colour conversion, in one swscale
+    pass) so the long side is at most that."""
     w, h = frame.width, frame.height
     if max_side and max(w, h) > max_side:
         s = max_side / max(w, h)
         w, h = max(2, round(w * s)), max(2, round(h * s))
-        return frame.reformat(width=w, height=h, format="rgb24").to_ndarray()
+        return frame.reformat(width=w, height=h, format="rgb24", interpolation="FAST_BILINEAR").to_ndarray()
     return frame.to_ndarray(format="rgb24")
+
+
+def to_yuv420(frame: av.VideoFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Views of the Y, U, V planes (h, w), (h/2, w/2), (h/2, w/2): no RGB round trip, no copy."""
+    if frame.format.name != "yuv420p" or frame.width % 2 or frame.height % 2:
+        frame = frame.reformat(width=frame.width // 2 * 2, height=frame.height // 2 * 2, format="yuv420p")
+    return tuple(
+        np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
+        for plane in frame.planes
+    )
 
 
 def read_audio(path: Path) -> np.ndarray:
@@ -172,7 +181,17 @@ class Mp4Writer:
         self._stream.options = {"crf": str(crf), "preset": preset, "threads": "1"}
 
     def add(self, rgb: np.ndarray) -> None:
-        for packet in self._stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+        self._encode(av.VideoFrame.from_ndarray(rgb, format="rgb24"))
+
+    def add_yuv420(self, planes: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+        """Encode Y, U, V planes directly (no colour conversion); the side must be a multiple of 4."""
+        y, u, v = planes
+        h, w = y.shape
+        i420 = np.concatenate([y, u.reshape(h // 4, w), v.reshape(h // 4, w)])
+        self._encode(av.VideoFrame.from_ndarray(i420, format="yuv420p"))
+
+    def _encode(self, frame: av.VideoFrame) -> None:
+        for packet in self._stream.encode(frame):
             self._container.mux(packet)
 
     def finish(self) -> bytes:

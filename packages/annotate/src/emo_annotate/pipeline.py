@@ -26,7 +26,7 @@ from . import __version__
 from .audio_features import AudioFeaturizer, make_featurizer
 from .config import AnnotateConfig
 from .landmarks import make_detector
-from .media import AUDIO_RATE, MediaError, Mp4Writer, encode_wav, iter_frames, probe, read_audio
+from .media import AUDIO_RATE, MediaError, Mp4Writer, encode_wav, iter_frames, probe, read_audio, to_rgb, to_yuv420
 from .pose import clip_pose
 from .segment import Span, find_clips, grey_histogram
 
@@ -57,8 +57,9 @@ class Observations:
 class Annotator:
     """Holds the models (loaded once) and annotates videos one after another."""
 
-    def __init__(self, cfg: AnnotateConfig, featurizer: AudioFeaturizer | None = None):
+    def __init__(self, cfg: AnnotateConfig, featurizer: AudioFeaturizer | None = None, threads: int = 0):
         self.cfg = cfg
+        self.threads = threads  # decoder threads; 0 = FFmpeg's choice
         self.detector = make_detector(cfg.landmarks)
         self.featurizer = featurizer or make_featurizer(cfg.audio_features, cfg.mel, cfg.wav2vec2)
 
@@ -82,11 +83,12 @@ class Annotator:
 
     # -- pass 1 -------------------------------------------------------------------------------
     def _observe(self, path: Path, source_width: int) -> Observations:
-        """Per-frame faces; keeps ~2.8 kB of landmarks per frame (MediaPipe), never the frames."""
+        """Per-frame faces; keeps ~5.6 kB of landmarks per frame (MediaPipe, float32), never frames."""
         self.detector.reset()
         n_points = self.detector.num_points
         counts, boxes, lmks, hists = [], [], [], []
-        for _, rgb in iter_frames(path, self.cfg.fps, self.cfg.detect_max_side):
+        for _, frame in iter_frames(path, self.cfg.fps, self.threads):
+            rgb = to_rgb(frame, self.cfg.detect_max_side)
             # detection frames may be downscaled; landmarks go back to source pixels
             found = self.detector.detect(rgb, source_width / rgb.shape[1])
             count = found.count
@@ -112,15 +114,16 @@ class Annotator:
         union = np.array([boxes[:, 0].min(), boxes[:, 1].min(), boxes[:, 2].max(), boxes[:, 3].max()])
         face_side = face_sides(boxes).max()
         side = max(self.cfg.clip.crop_scale * face_side, 1.1 * (union[2:] - union[:2]).max())
-        side = float(np.ceil(side))
+        side = 2.0 * np.ceil(side / 2)  # even, like the corner: chroma planes crop the same square
         cx, cy = (union[0] + union[2]) / 2, (union[1] + union[3]) / 2
         x0, y0 = cx - side / 2, cy - side / 2
         # slide inside the frame where the frame is large enough; otherwise pad (black)
+        width, height = width // 2 * 2, height // 2 * 2
         if side <= width:
             x0 = min(max(x0, 0.0), width - side)
         if side <= height:
             y0 = min(max(y0, 0.0), height - side)
-        return np.array([round(x0), round(y0), side], np.float64)
+        return np.array([2 * np.floor(x0 / 2), 2 * np.floor(y0 / 2), side], np.float64)
 
     # -- pass 2 -------------------------------------------------------------------------------
     def _encode_clips(self, path: Path, spans: list[Span], crops: list[np.ndarray]):
@@ -128,17 +131,16 @@ class Annotator:
         owner = np.full(spans[-1].stop, -1)
         for i, s in enumerate(spans):
             owner[s.start : s.stop] = i
-        in_clip = lambda k: k < len(owner) and owner[k] >= 0  # noqa: E731
         writer = None
-        for k, rgb in iter_frames(path, self.cfg.fps, 0, decode_mask=in_clip):
+        for k, frame in iter_frames(path, self.cfg.fps, self.threads):
             if k >= len(owner):
                 break
-            if rgb is None:
-                continue
             i = int(owner[k])
+            if i < 0:
+                continue  # not in a clip: never converted
             if k == spans[i].start:
                 writer = Mp4Writer(self.cfg.fps, self.cfg.size, self.cfg.size, self.cfg.crf, self.cfg.x264_preset)
-            writer.add(crop_square(rgb, crops[i], self.cfg.size))
+            writer.add_yuv420(crop_square_yuv420(to_yuv420(frame), crops[i], self.cfg.size))
             if k == spans[i].stop - 1:
                 yield i, writer.finish()
 
@@ -215,18 +217,25 @@ def face_sides(boxes: np.ndarray) -> np.ndarray:
     return np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
 
 
-def crop_square(rgb: np.ndarray, crop: np.ndarray, size: int) -> np.ndarray:
-    """The square (x0, y0, side) of `rgb`, black outside the image, resized to size x size."""
-    x0, y0, side = int(crop[0]), int(crop[1]), int(crop[2])
-    h, w = rgb.shape[:2]
-    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x0 + side, w), min(y0 + side, h)
-    patch = rgb[sy0:sy1, sx0:sx1]
-    if patch.shape[:2] != (side, side):
-        canvas = np.zeros((side, side, 3), np.uint8)
-        canvas[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = patch
-        patch = canvas
-    interp = cv2.INTER_AREA if side > size else cv2.INTER_CUBIC
-    return cv2.resize(patch, (size, size), interpolation=interp)
+def crop_square_yuv420(planes, crop: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The square (x0, y0, side) of Y, U, V planes, black outside the frame, resized to size x size.
+
+    `crop` is in luma pixels with even x0, y0 and side, so chroma takes exactly half of each.
+    """
+    out = []
+    for plane, scale, black in zip(planes, (1, 2, 2), (16, 128, 128)):
+        x0, y0, side = (int(v) // scale for v in crop)
+        h, w = plane.shape
+        sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x0 + side, w), min(y0 + side, h)
+        patch = plane[sy0:sy1, sx0:sx1]
+        if patch.shape != (side, side):
+            canvas = np.full((side, side), black, np.uint8)
+            canvas[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = patch
+            patch = canvas
+        target = size // scale
+        interp = cv2.INTER_AREA if side > target else cv2.INTER_CUBIC
+        out.append(cv2.resize(patch, (target, target), interpolation=interp))
+    return tuple(out)
 
 
 def union_mask(boxes: np.ndarray, size: int) -> np.ndarray:

@@ -13,17 +13,15 @@ import resource
 import time
 from pathlib import Path
 
+import cv2
 from tqdm import tqdm
 
 from . import index
 from .config import AnnotateConfig, RunConfig
+from .errors import RunError
 from .layout import OutputLayout, write_json_atomic
 from .pipeline import STATUS_FAILED, Annotator, library_versions
 from .units import Unit, discover_videos, extend_plan, process_unit
-
-
-class RunError(Exception):
-    """A user mistake or unusable input directory: shown as one line, exit code 1."""
 
 
 class UnitWorker:
@@ -33,7 +31,9 @@ class UnitWorker:
         self.cfg = AnnotateConfig.from_dict(cfg)
         self.input_dir = Path(input_dir)
         self.layout = OutputLayout(Path(output_dir))
-        self.annotator = Annotator(self.cfg)
+        # one CPU per actor (Ray's accounting): keep FFmpeg and OpenCV to one thread each
+        cv2.setNumThreads(1)
+        self.annotator = Annotator(self.cfg, threads=1)
 
     def process(self, unit: dict) -> dict:
         result = process_unit(Unit.from_dict(unit), self.input_dir, self.layout, self.annotator, self.cfg.shard_size)
@@ -89,7 +89,7 @@ def run(input_dir: Path, output_dir: Path, cfg: AnnotateConfig, run_cfg: RunConf
     sources = discover_videos(input_dir)
     if not sources and not units:
         raise RunError(f"no video files under {input_dir} (looked for .mp4, .mov, .mkv, .webm, ...)")
-    units = extend_plan(units, sources, cfg.videos_per_task)
+    units = extend_plan(units, sources, cfg.videos_per_task, run_cfg.num_workers)
     layout.create()
     write_json_atomic(
         layout.manifest,

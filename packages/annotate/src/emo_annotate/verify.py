@@ -36,7 +36,7 @@ from PIL import Image
 
 from .layout import TMP_SUFFIX, OutputLayout
 from .media import AUDIO_RATE
-from .runner import RunError
+from .errors import RunError
 
 REQUIRED_MEMBERS = ("mp4", "wav", "audio.npy", "pose.npy", "speed.npy", "bbox.npy", "mask.png", "json")
 OPTIONAL_MEMBERS = ("lmk.npy",)
