@@ -26,7 +26,6 @@ class VideoInfo:
     height: int
     source_fps: float
     duration_s: float
-    has_audio: bool
 
 
 def probe(path: Path) -> VideoInfo:
@@ -45,7 +44,6 @@ def probe(path: Path) -> VideoInfo:
                 height=stream.codec_context.height,
                 source_fps=float(rate),
                 duration_s=duration,
-                has_audio=bool(container.streams.audio),
             )
     except MediaError:
         raise

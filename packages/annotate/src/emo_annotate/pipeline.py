@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import json
 import platform
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -40,8 +40,6 @@ class VideoOutcome:
     status: str
     reason: str | None = None
     clips: int = 0
-    duration_s: float = 0.0
-    extra: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -73,13 +71,12 @@ class Annotator:
             return VideoOutcome(status, str(err))
         obs = self._observe(path, info.width)
         spans, reason = find_clips(obs.face_counts, obs.boxes, obs.histograms, self.cfg.fps, self.cfg.clip)
-        duration = len(obs.face_counts) / self.cfg.fps
         if not spans:
-            return VideoOutcome(STATUS_SKIPPED, reason, duration_s=duration)
+            return VideoOutcome(STATUS_SKIPPED, reason)
         crops = [self._crop_box(obs.boxes[s.start : s.stop], info.width, info.height) for s in spans]
         for i, encoded in self._encode_clips(path, spans, crops):
             emit(self._sample(video_id, source, i, spans[i], crops[i], encoded, obs, audio, info))
-        return VideoOutcome(STATUS_OK, None, clips=len(spans), duration_s=duration)
+        return VideoOutcome(STATUS_OK, None, clips=len(spans))
 
     # -- pass 1 -------------------------------------------------------------------------------
     def _observe(self, path: Path, source_width: int) -> Observations:
