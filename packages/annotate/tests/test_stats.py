@@ -116,7 +116,7 @@ def test_cli_stats_text_and_json(annotated, stats_and_rows):
     stats, _ = stats_and_rows
     as_json = CliRunner().invoke(app, ["stats", str(out), "--json"])
     assert as_json.exit_code == 0, as_json.output
-    assert json.loads(as_json.output) == json.loads(json.dumps(stats))
+    assert json.loads(as_json.stdout) == json.loads(json.dumps(stats))
     text = CliRunner().invoke(app, ["stats", str(out)])
     assert text.exit_code == 0 and "head rotation speed" in text.output
 

@@ -21,6 +21,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 import pyarrow.parquet as pq
 
 from . import index
@@ -101,7 +102,7 @@ def read_speeds(root: Path) -> np.ndarray:
     video at 25 fps is 36 MB).
     """
     parts: list[np.ndarray] = []
-    for url in shard_urls(root):
+    for url in tqdm(shard_urls(root), desc="reading speeds", unit="shard", leave=False):
         with tarfile.open(url, mode="r|") as tar:
             for info in tar:
                 if info.isfile() and info.name.endswith(".speed.npy"):

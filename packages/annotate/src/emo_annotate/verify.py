@@ -33,6 +33,7 @@ import av
 import numpy as np
 import pyarrow.parquet as pq
 from PIL import Image
+from tqdm import tqdm
 
 from .layout import TMP_SUFFIX, OutputLayout
 from .media import AUDIO_RATE
@@ -62,7 +63,7 @@ def verify_output(shards_dir: Path) -> tuple[list[str], int]:
     layout = OutputLayout(root)
     problems = check_layout(layout)
     clips: dict[str, ClipRecord] = {}
-    for tar_path in layout.shard_files():
+    for tar_path in tqdm(layout.shard_files(), desc="verifying", unit="shard", leave=False):
         problems += check_shard(layout, tar_path, clips)
     problems += check_index(layout, clips)
     return problems, len(clips)
