@@ -119,7 +119,10 @@ class FanDetector:
         if not preds:
             return FrameFaces(found.count, None)
         pts = np.asarray(preds[0], np.float32).copy()
-        pts[:, 2] *= -1.0  # FAN's depth grows toward the camera; ours grows away from it
+        # FAN documents no depth sign. For any visible face the nose tip (30) is nearer the camera
+        # than the outer eye corners (36, 45); our z grows away from the camera, so make it so.
+        if pts[30, 2] > (pts[36, 2] + pts[45, 2]) / 2:
+            pts[:, 2] *= -1.0
         pts *= scale_to_source
         return FrameFaces(found.count, Face(landmarks=pts, box=_box_of(pts)))
 
