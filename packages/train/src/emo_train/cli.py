@@ -1,0 +1,124 @@
+"""`emo-train`: parse options and delegate to `emo_train.train`; known errors become one line and exit code 1."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+try:  # typer >= 0.20 vendors its own copy of click
+    from typer._click.exceptions import UsageError
+except ImportError:  # pragma: no cover - older typer on top of click
+    from click.exceptions import UsageError
+
+from .config import TrainConfig, TrainError
+
+app = typer.Typer(
+    help="Train one stage of EMO on the annotator's shards (1: images, 2: video + audio, 3: + head speed).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# shared option aliases; None = "not given" (so a --config file value is not overridden)
+Stage = Annotated[Optional[int], typer.Option(help="Training stage: 1, 2 or 3.", min=1, max=3)]
+Shards = Annotated[Optional[str], typer.Option(help="Annotator output dir, shard dir, pattern or URL.")]
+Out = Annotated[Optional[Path], typer.Option(help="Run directory (checkpoints/, metrics.jsonl, tensorboard/).")]
+Preset = Annotated[Optional[str], typer.Option(help="Model size: tiny | sd15.")]
+InitFrom = Annotated[Optional[str], typer.Option(help="Checkpoint dir (or run dir) of the previous stage.")]
+BaseModel = Annotated[Optional[str], typer.Option(help="SD1.5 diffusers folder or hub id (unet/, vae/).")]
+MotionAdapter = Annotated[Optional[str], typer.Option(help="AnimateDiff MotionAdapter folder or hub id.")]
+Int = Annotated[Optional[int], typer.Option(min=1)]
+Float = Annotated[Optional[float], typer.Option()]
+
+
+@app.command()
+def main_command(
+    stage: Stage = None,
+    shards: Shards = None,
+    out: Out = None,
+    config: Annotated[Optional[Path], typer.Option(help="JSON/TOML/YAML file of these options (flags override it).")] = None,
+    preset: Preset = None,
+    init_from: InitFrom = None,
+    base_model: BaseModel = None,
+    motion_adapter: MotionAdapter = None,
+    max_steps: Annotated[Optional[int], typer.Option(help="Optimizer steps to train to.", min=1)] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Clips per micro-batch per worker.", min=1)] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Learning rate (default 1e-5).")] = None,
+    warmup_steps: Annotated[Optional[int], typer.Option(help="Linear LR warmup steps.", min=0)] = None,
+    grad_accum: Annotated[Optional[int], typer.Option(help="Micro-batches per optimizer step.", min=1)] = None,
+    mixed_precision: Annotated[Optional[str], typer.Option(help="no | bf16 | fp16")] = None,
+    gradient_checkpointing: Annotated[Optional[bool], typer.Option("--gradient-checkpointing", help="Trade compute for memory.")] = None,
+    size: Annotated[Optional[int], typer.Option(help="Training resolution (default: tiny 64, sd15 512).", min=8)] = None,
+    save_every: Annotated[Optional[int], typer.Option(help="Checkpoint every N steps.", min=1)] = None,
+    log_every: Annotated[Optional[int], typer.Option(help="Metrics line every N steps.", min=1)] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
+    resume: Annotated[Optional[bool], typer.Option("--resume", help="Continue --out from its last checkpoint.")] = None,
+    loader_workers: Annotated[Optional[int], typer.Option(help="DataLoader processes per training worker.", min=0)] = None,
+    drop_reference: Annotated[Optional[float], typer.Option(help="CFG dropout probability of the reference.")] = None,
+    drop_audio: Annotated[Optional[float], typer.Option(help="CFG dropout probability of the audio.")] = None,
+    drop_motion: Annotated[Optional[float], typer.Option(help="CFG dropout probability of the motion frames.")] = None,
+    num_workers: Annotated[Optional[int], typer.Option(help="Data-parallel Ray Train workers (1: no Ray).", min=1)] = None,
+    gpu: Annotated[Optional[bool], typer.Option("--gpu", help="One GPU per worker.")] = None,
+    address: Annotated[Optional[str], typer.Option(help="Existing Ray cluster address.")] = None,
+    quiet: Annotated[Optional[bool], typer.Option("--quiet", help="No progress bar.")] = None,
+) -> None:
+    """Train one stage: emo-train --stage 1 --shards SHARDS --out RUN_DIR [options]."""
+    from .train import train
+
+    values: dict[str, Any] = TrainConfig.load(config) if config is not None else {}
+    flags = dict(
+        stage=stage, shards=shards, out=str(out) if out is not None else None, preset=preset, init_from=init_from,
+        base_model=base_model, motion_adapter=motion_adapter, max_steps=max_steps, batch_size=batch_size, lr=lr,
+        warmup_steps=warmup_steps, grad_accum=grad_accum, mixed_precision=mixed_precision,
+        gradient_checkpointing=gradient_checkpointing, size=size, save_every=save_every, log_every=log_every,
+        seed=seed, resume=resume, loader_workers=loader_workers, drop_reference=drop_reference,
+        drop_audio=drop_audio, drop_motion=drop_motion, num_workers=num_workers, gpu=gpu, address=address,
+    )
+    values = _flatten(values)
+    values.update({k: v for k, v in flags.items() if v is not None})
+    if quiet:
+        values["progress"] = False
+    cfg = TrainConfig.from_dict(values)
+    summary = train(cfg)
+    typer.echo(f"stage {summary['stage']}: step {summary['step']}, checkpoint {summary['checkpoint']}")
+
+
+def _flatten(values: dict[str, Any]) -> dict[str, Any]:
+    """Section tables of a config file (`[optim] lr = ...`) to flat option names."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update({k.replace("-", "_"): v for k, v in value.items()})
+        else:
+            flat[key.replace("-", "_")] = value
+    return flat
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if len(sys.argv) == 1:
+        sys.argv.append("--help")
+    try:
+        # not standalone: usage errors reach us and become one line with exit code 1
+        code = app(standalone_mode=False)
+    except UsageError as err:
+        typer.echo(f"error: {err.format_message()}", err=True)
+        sys.exit(1)
+    except typer.Abort:
+        typer.echo("interrupted; rerun with --resume to continue from the last checkpoint", err=True)
+        sys.exit(130)
+    except (TrainError, FileNotFoundError, NotADirectoryError, PermissionError) as err:
+        typer.echo(f"error: {err}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        typer.echo("interrupted; rerun with --resume to continue from the last checkpoint", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

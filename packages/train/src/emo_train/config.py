@@ -1,0 +1,218 @@
+"""Typed configuration of a training run.
+
+`TrainConfig` composes the parts (model, data, optimisation, run, distribution); it is stored
+resolved in every checkpoint (`config.json`) and can be read from a file (`--config`: JSON, TOML
+or YAML holding the CLI's option names, `max_steps` or `max-steps`, flat or by section).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+MixedPrecision = Literal["no", "bf16", "fp16"]
+
+
+class TrainError(Exception):
+    """A user mistake (bad option, missing checkpoint, unusable shards); the CLI prints it as one line."""
+
+
+@dataclass
+class ModelOptions:
+    """Where the model's weights come from."""
+
+    preset: str = "tiny"
+    """Architecture preset: `tiny` (CPU tests and demo) or `sd15` (full size)."""
+    init_from: str | None = None
+    """Checkpoint directory (`RUN_DIR/checkpoints/<step>/`, or a run directory: its `last`) to start
+    from; stage 2 starts from stage 1's, stage 3 from stage 2's. Takes precedence over `base_model`
+    for the EMO weights."""
+    base_model: str | None = None
+    """SD1.5 in diffusers layout (`unet/`, `vae/`), local path or hub id: initialises backbone and
+    ReferenceNet (when no `init_from`) and provides the VAE."""
+    motion_adapter: str | None = None
+    """AnimateDiff `MotionAdapter` (path or hub id) loaded into the temporal layers."""
+    gradient_checkpointing: bool = False
+    """Recompute backbone / ReferenceNet activations in backward: less memory, ~30% slower."""
+
+
+@dataclass
+class DataOptions:
+    """The training samples (see `emo_train.data.DataConfig` for their meaning)."""
+
+    shards: str = ""
+    """Annotator output directory, shard directory, pattern or URL."""
+    size: int | None = None
+    """Training resolution in pixels; None: the preset's (tiny 64, sd15 512)."""
+    frames: int = 12
+    """Target frames per sample in stages 2-3 (stage 1 always trains single images)."""
+    motion_frames: int = 4
+    """Motion frames in front of the targets (stages 2-3)."""
+    shuffle_buffer: int = 64
+    """Samples held for shuffling."""
+    loader_workers: int = 2
+    """DataLoader worker processes per training worker (0: load in the training process)."""
+    drop_reference: float = 0.05
+    """Classifier-free-guidance dropout of the reference image (its latent is zeroed)."""
+    drop_audio: float = 0.05
+    """CFG dropout of the audio features (zeroed), stages 2-3."""
+    drop_motion: float = 0.1
+    """CFG dropout of the motion frames (zero latents, as for a first clip), stages 2-3."""
+
+
+@dataclass
+class OptimOptions:
+    """AdamW over exactly the stage's trainable parameters, constant LR after a linear warmup."""
+
+    lr: float = 1e-5
+    """Learning rate (the paper's 1e-5)."""
+    warmup_steps: int = 0
+    """Optimizer steps of linear warmup to `lr`."""
+    weight_decay: float = 1e-2
+    """AdamW weight decay."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping by global norm (0: off)."""
+    grad_accum: int = 1
+    """Micro-batches accumulated per optimizer step."""
+    batch_size: int = 1
+    """Samples per micro-batch per training worker."""
+    mixed_precision: MixedPrecision = "no"
+    """Autocast dtype of the forward pass; weights and optimizer stay float32."""
+
+
+@dataclass
+class RunOptions:
+    """Length, outputs and reproducibility of the run."""
+
+    out: str = ""
+    """Run directory: checkpoints/, metrics.jsonl, tensorboard/."""
+    max_steps: int = 1000
+    """Optimizer steps to train to (a resumed run continues up to this step)."""
+    save_every: int = 500
+    """Checkpoint every this many optimizer steps (and always at the end)."""
+    log_every: int = 10
+    """Write a metrics line (metrics.jsonl, TensorBoard) every this many optimizer steps."""
+    seed: int = 0
+    """Seeds weights of new layers, the data stream, noise and timesteps."""
+    resume: bool = False
+    """Continue `out` from its last checkpoint (weights, optimizer, scheduler, RNG, data position)."""
+    progress: bool = True
+    """Show a progress bar."""
+
+
+@dataclass
+class DistributedOptions:
+    """Data-parallel training with Ray Train (`num_workers` > 1 or `address`)."""
+
+    num_workers: int = 1
+    """Training workers (processes, one per GPU with `gpu`); 1 without `address`: no Ray."""
+    gpu: bool = False
+    """One GPU per worker (NCCL); otherwise CPU workers (gloo)."""
+    address: str | None = None
+    """Existing Ray cluster (`auto`, `ray://host:10001`); None: start a local one when needed."""
+
+    @property
+    def use_ray(self) -> bool:
+        return self.num_workers > 1 or self.address is not None
+
+
+@dataclass
+class TrainConfig:
+    """One training run of one stage."""
+
+    stage: int = 1
+    """1: images, train backbone + ReferenceNet + Face Locator; 2: video, temporal + audio
+    attention; 3: video, temporal + speed layers."""
+    model: ModelOptions = field(default_factory=ModelOptions)
+    data: DataOptions = field(default_factory=DataOptions)
+    optim: OptimOptions = field(default_factory=OptimOptions)
+    run: RunOptions = field(default_factory=RunOptions)
+    distributed: DistributedOptions = field(default_factory=DistributedOptions)
+
+    def __post_init__(self) -> None:
+        def check(ok: bool, message: str) -> None:
+            if not ok:
+                raise TrainError(message)
+
+        check(self.stage in (1, 2, 3), f"--stage must be 1, 2 or 3, not {self.stage}")
+        check(self.model.preset in ("tiny", "sd15"), f"--preset must be tiny or sd15, not {self.model.preset!r}")
+        check(bool(self.data.shards), "--shards is required")
+        check(bool(self.run.out), "--out is required")
+        check(self.run.max_steps >= 1, "--max-steps must be >= 1")
+        check(self.run.save_every >= 1 and self.run.log_every >= 1, "--save-every and --log-every must be >= 1")
+        check(self.optim.batch_size >= 1 and self.optim.grad_accum >= 1, "--batch-size and --grad-accum must be >= 1")
+        check(self.optim.lr > 0, "--lr must be > 0")
+        check(self.optim.mixed_precision in ("no", "bf16", "fp16"), "--mixed-precision must be no, bf16 or fp16")
+        check(self.distributed.num_workers >= 1, "--num-workers must be >= 1")
+        check(self.data.size is None or (self.data.size >= 8 and self.data.size % 8 == 0), "--size must be a multiple of 8")
+        for name in ("drop_reference", "drop_audio", "drop_motion"):
+            check(0.0 <= getattr(self.data, name) <= 1.0, f"--{name.replace('_', '-')} must be in [0, 1]")
+        if self.stage == 1 and self.model.base_model is None and self.model.init_from is None and self.model.preset == "sd15":
+            raise TrainError("--preset sd15 needs --base-model (SD1.5 weights) or --init-from")
+
+    @property
+    def size(self) -> int:
+        return self.data.size if self.data.size is not None else (64 if self.model.preset == "tiny" else 512)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        """From nested sections (`{"stage": 2, "optim": {"lr": 1e-5}}`) or flat option names
+        (`{"stage": 2, "lr": 1e-5, "max-steps": 10}`); unknown names are an error."""
+        sections = {f.name: f.type for f in dataclasses.fields(cls) if f.name != "stage"}
+        owners = {
+            sub.name: section
+            for section, section_cls in _SECTION_CLASSES.items()
+            for sub in dataclasses.fields(section_cls)
+        }
+        nested: dict[str, dict[str, Any]] = {name: {} for name in sections}
+        top: dict[str, Any] = {}
+        for raw_key, value in values.items():
+            key = raw_key.replace("-", "_")
+            if key == "stage":
+                top["stage"] = int(value)
+            elif key in nested and isinstance(value, dict):
+                for sub_key, sub_value in value.items():
+                    sub_key = sub_key.replace("-", "_")
+                    if owners.get(sub_key) != key:
+                        raise TrainError(f"config: unknown option {key}.{sub_key}")
+                    nested[key][sub_key] = sub_value
+            elif key in owners:
+                nested[owners[key]][key] = value
+            else:
+                raise TrainError(f"config: unknown option {raw_key!r}")
+        return cls(**top, **{name: _SECTION_CLASSES[name](**kw) for name, kw in nested.items()})
+
+    @classmethod
+    def load(cls, path: str | Path) -> dict[str, Any]:
+        """The raw values of a config file (JSON, TOML or YAML by extension), for `from_dict`."""
+        path = Path(path)
+        if not path.is_file():
+            raise TrainError(f"config file not found: {path}")
+        text = path.read_text()
+        try:
+            if path.suffix == ".toml":
+                import tomllib
+
+                return tomllib.loads(text)
+            if path.suffix in (".yaml", ".yml"):
+                import yaml
+
+                return yaml.safe_load(text) or {}
+            return json.loads(text)
+        except Exception as err:  # a syntax error of any of the three formats
+            raise TrainError(f"cannot read config file {path}: {err}") from None
+
+
+_SECTION_CLASSES: dict[str, type] = {
+    "model": ModelOptions,
+    "data": DataOptions,
+    "optim": OptimOptions,
+    "run": RunOptions,
+    "distributed": DistributedOptions,
+}

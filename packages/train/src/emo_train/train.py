@@ -1,0 +1,516 @@
+"""The training loop of one EMO stage (single process, or one Ray Train worker of several).
+
+One optimizer step = `grad_accum` micro-batches of `batch_size` clips per worker:
+
+    frames (b, 3, f, S, S) --frozen VAE--> latents (b, 4, f, S/8, S/8) * scaling_factor
+    noise ~ N(0, 1), t ~ U{0..999}, noisy = DDPM.add_noise(latents, noise, t)
+    loss = MSE(EMOModel(noisy, t, reference, motion, audio, mask, speed), noise)   (epsilon prediction)
+
+Stage 1 trains images (f = 1, temporal layers off, no audio); stages 2-3 train 12-frame clips
+with 4 motion frames and audio, stage 3 also with head speed. Condition dropout flags drawn by
+the data pipeline are applied here: zero reference latent, zero audio features, zero motion
+features (exactly what a first clip gets at inference).
+
+Reproducibility: weights of new layers, the data stream (`DataConfig.seed`), and noise /
+timesteps (a dedicated generator per worker) are seeded. A checkpoint stores the generator
+states and the number of micro-batches consumed; a resumed run rebuilds the (deterministic)
+data stream and skips that many batches, so k steps + resume to N equals N steps straight.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, DDPMScheduler
+from diffusers.optimization import get_scheduler
+
+from .checkpoint import last_checkpoint, load_training_state, resolve_checkpoint, save_checkpoint
+from .config import TrainConfig, TrainError
+from .data import DataConfig, make_dataloader, resolve_shards, shard_audio_feature_shape
+from .models import STAGE_GROUPS, EMOModel, get_preset, load_motion_adapter
+
+logger = logging.getLogger(__name__)
+
+METRICS = "metrics.jsonl"
+SUMMARY = "summary.json"
+
+
+# ---------------------------------------------------------------------------- construction
+
+
+def check_inputs(cfg: TrainConfig) -> None:
+    """Fail early, with one readable line, on inputs that would only break later (or inside Ray workers)."""
+    shards = cfg.data.shards
+    if "://" not in shards and not shards.startswith("pipe:") and not any(c in shards for c in "*?[{"):
+        if not Path(shards).exists():
+            raise TrainError(f"--shards: no such file or directory: {shards}")
+    try:
+        resolve_shards(shards)
+    except ValueError as err:
+        raise TrainError(f"--shards: {err}") from None
+    if cfg.model.init_from is not None and not cfg.run.resume:
+        resolve_checkpoint(cfg.model.init_from)
+    if cfg.run.resume and last_checkpoint(cfg.run.out) is None:
+        raise TrainError(f"--resume: no checkpoint in {cfg.run.out}/checkpoints (no 'last' pointer)")
+    if not cfg.run.resume and last_checkpoint(cfg.run.out) is not None:
+        raise TrainError(f"{cfg.run.out} already holds checkpoints: pass --resume to continue it, or another --out")
+
+
+def tiny_vae(seed: int = 0) -> AutoencoderKL:
+    """A tiny random AutoencoderKL with SD's interface (4 latent channels, factor 8) for the tiny preset."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            down_block_types=("DownEncoderBlock2D",) * 4,  # 3 downsamplings: factor 8, as SD's VAE
+            up_block_types=("UpDecoderBlock2D",) * 4,
+            block_out_channels=(8, 8, 8, 8),
+            layers_per_block=1,
+            latent_channels=4,
+            norm_num_groups=4,
+            sample_size=64,
+        )
+
+
+def sd15_noise_scheduler() -> DDPMScheduler:
+    """SD1.5's training noise schedule (scaled-linear betas, 1000 steps, epsilon prediction)."""
+    return DDPMScheduler(
+        num_train_timesteps=1000,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        prediction_type="epsilon",
+        clip_sample=False,
+    )
+
+
+def _pretrained(loader, *args, what: str, **kwargs):
+    """`from_pretrained` with a missing path / unknown hub id turned into a TrainError."""
+    try:
+        return loader(*args, **kwargs)
+    except (OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise TrainError(f"cannot load {what} from {args[0]}: {first}") from None
+
+
+def build_model(cfg: TrainConfig, audio_feature_shape: tuple[int, ...], resume_from: Path | None) -> EMOModel:
+    """The EMOModel to train: a resumed checkpoint, `init_from`, SD1.5 `base_model`, or a random preset."""
+    options = cfg.model
+    if resume_from is not None:
+        return EMOModel.from_pretrained(resume_from)
+    if options.init_from is not None:
+        model = _pretrained(EMOModel.from_pretrained, resolve_checkpoint(options.init_from), what="--init-from checkpoint")
+    elif options.base_model is not None:
+        preset = get_preset(options.preset, audio_feature_shape=audio_feature_shape)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.run.seed)  # new layers identical on every worker and every run
+            model, _ = _pretrained(
+                EMOModel.from_pretrained_base, options.base_model, options.motion_adapter, preset, what="--base-model"
+            )
+        return model
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.run.seed)
+            return EMOModel.from_preset(get_preset(options.preset, audio_feature_shape=audio_feature_shape))
+    if options.motion_adapter is not None:
+        from diffusers import MotionAdapter
+
+        adapter = _pretrained(MotionAdapter.from_pretrained, options.motion_adapter, what="--motion-adapter")
+        load_motion_adapter(model.temporal, adapter)
+    return model
+
+
+def build_vae(cfg: TrainConfig, resume_from: Path | None) -> AutoencoderKL:
+    """The frozen VAE: `base_model`'s `vae/`, else the one stored with the checkpoint we start from,
+    else (tiny preset) a tiny random one."""
+    if cfg.model.base_model is not None:
+        return _pretrained(AutoencoderKL.from_pretrained, cfg.model.base_model, subfolder="vae", what="the VAE")
+    init = resolve_checkpoint(cfg.model.init_from) if cfg.model.init_from else None
+    for start in (resume_from, init):
+        if start is not None and (start / "vae").is_dir():
+            return _pretrained(AutoencoderKL.from_pretrained, start / "vae", what="the VAE")
+    if cfg.model.preset != "tiny":
+        raise TrainError("the sd15 preset needs a VAE: pass --base-model (SD1.5 folder or hub id with vae/)")
+    return tiny_vae(cfg.run.seed)
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """SHA-256 of all parameters, to check that data-parallel workers hold the same weights."""
+    digest = hashlib.sha256()
+    for name, parameter in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(parameter.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------------- trainer
+
+
+class TrainingForward(torch.nn.Module):
+    """The training step's model call as one module call (what DDP wraps).
+
+    Motion dropout must look like a first clip at inference, where the temporal layers get *zero
+    motion features* (not the ReferenceNet's features of black frames): so the ReferenceNet runs
+    on the real motion latents and the dropped samples' motion features are zeroed afterwards.
+    """
+
+    def __init__(self, model: EMOModel):
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self,
+        noisy_latents: torch.Tensor,  # (b, c, f, h, w)
+        timesteps: torch.Tensor,  # (b,)
+        reference_latents: torch.Tensor,  # (b, c, h, w)
+        motion_latents: torch.Tensor | None,  # (b, c, n, h, w)
+        keep_motion: torch.Tensor | None,  # (b,) 1 = keep, 0 = dropped (zero features)
+        audio_features: torch.Tensor | None,  # (b, f, 2m+1, *feature_shape)
+        face_mask: torch.Tensor,  # (b, 1, H, W)
+        speed: torch.Tensor | None,  # (b, f)
+        use_temporal: bool,
+    ) -> torch.Tensor:
+        reference = self.model.encode_reference(reference_latents, motion_latents)
+        if keep_motion is not None:
+            for position, features in reference.motion.items():  # (b, n, c, h, w)
+                reference.motion[position] = features * keep_motion.view(-1, 1, 1, 1, 1).to(features.dtype)
+        return self.model.denoise(
+            noisy_latents, timesteps, reference, audio_features, face_mask, speed, use_temporal=use_temporal
+        )
+
+
+class Trainer:
+    """Trains one stage. `rank` / `world_size` > 1: a torch.distributed process group is already
+    set up (Ray Train does it); the model is wrapped in DDP and rank 0 writes all outputs."""
+
+    def __init__(self, cfg: TrainConfig, rank: int = 0, world_size: int = 1, device: torch.device | str | None = None):
+        self.cfg = cfg
+        self.rank, self.world_size = rank, world_size
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.run_dir = Path(cfg.run.out)
+        self.stage = cfg.stage
+        self.autocast_dtype = {"no": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.optim.mixed_precision]
+
+        resume_from = last_checkpoint(self.run_dir) if cfg.run.resume else None
+        if cfg.run.resume and resume_from is None:
+            raise TrainError(f"--resume: no checkpoint in {self.run_dir}/checkpoints")
+        if resume_from is not None:
+            saved = json.loads((resume_from / "config.json").read_text())
+            if saved.get("stage") != cfg.stage:
+                raise TrainError(f"--resume: {self.run_dir} trains stage {saved.get('stage')}, not stage {cfg.stage}")
+            for section in ("data", "optim"):
+                if saved.get(section) != cfg.to_dict()[section]:
+                    # the data position counts micro-batches: another batch size, seed or data
+                    # option makes the resumed stream differ from the one the run was on
+                    logger.warning("--resume: %s options differ from the checkpoint's; the run will not "
+                                   "reproduce an uninterrupted one", section)
+
+        # model + frozen VAE + noise schedule
+        audio_shape = self._audio_feature_shape()
+        self.model = build_model(cfg, audio_shape, resume_from).to(self.device)
+        model_shape = tuple(self.model.audio_projection.config.feature_shape)
+        if self.stage >= 2 and model_shape != audio_shape:
+            raise TrainError(f"the shards hold audio features {audio_shape}, the model expects {model_shape}")
+        self.trainable = self.model.set_trainable_stage(self.stage)
+        if cfg.model.gradient_checkpointing:
+            self.model.backbone.enable_gradient_checkpointing()
+            self.model.reference_net.enable_gradient_checkpointing()
+        self.model.train()  # diffusers checkpoints only in training mode
+        self.vae = build_vae(cfg, resume_from).to(self.device).requires_grad_(False).eval()
+        self.noise_scheduler = sd15_noise_scheduler()
+        self.alphas_cumprod = self.noise_scheduler.alphas_cumprod.to(self.device)
+        self.net: torch.nn.Module = TrainingForward(self.model)
+        if world_size > 1:
+            # frozen and (stage 1) unused temporal layers: DDP must not wait for their gradients
+            self.net = torch.nn.parallel.DistributedDataParallel(
+                self.net,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=True,
+            )
+
+        self.optimizer = torch.optim.AdamW(self.trainable, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+        self.lr_scheduler = get_scheduler(
+            "constant_with_warmup", self.optimizer, num_warmup_steps=cfg.optim.warmup_steps
+        )
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.optim.mixed_precision == "fp16")
+
+        # per-worker noise / timestep generator; every worker draws different noise
+        self.generator = torch.Generator(self.device).manual_seed(cfg.run.seed * 1000 + rank)
+        torch.manual_seed(cfg.run.seed)
+        self.step = 0
+        self.batches_consumed = 0  # micro-batches taken from the data stream: the resume position
+        self.pending = {"loss_sum": 0.0, "count": 0}  # losses since the last metrics line
+        if resume_from is not None:
+            state, rng = load_training_state(resume_from, self.optimizer, self.lr_scheduler)
+            self.step = int(state["step"])
+            self.batches_consumed = int(state["batches_consumed"])
+            self.pending = state["pending"]
+            if "scaler" in state:
+                self.scaler.load_state_dict(state["scaler"])
+            torch.set_rng_state(rng["torch"])
+            key = f"generator.{rank}"
+            if key not in rng:
+                raise TrainError(f"--resume: the checkpoint was written with fewer workers than {world_size}")
+            self.generator.set_state(rng[key])
+            logger.info("resumed %s at step %d", resume_from, self.step)
+        self.resumed_from = resume_from
+
+        self.data_config = DataConfig(
+            shards=cfg.data.shards,
+            stage=self.stage,
+            frames=cfg.data.frames,
+            motion_frames=cfg.data.motion_frames,
+            size=cfg.size,
+            audio_feature_shape=audio_shape if self.stage >= 2 else None,
+            shuffle_buffer=cfg.data.shuffle_buffer,
+            seed=cfg.run.seed,
+            repeat=True,  # step-based training; passes reshuffle by themselves
+            drop_reference=cfg.data.drop_reference,
+            drop_audio=cfg.data.drop_audio,
+            drop_motion=cfg.data.drop_motion,
+        )
+        self.loader = make_dataloader(
+            self.data_config, cfg.optim.batch_size, cfg.data.loader_workers, drop_last=True,
+            pin_memory=self.device.type == "cuda",
+        )
+
+    def _audio_feature_shape(self) -> tuple[int, ...]:
+        try:
+            return shard_audio_feature_shape(self.cfg.data.shards)
+        except (ValueError, OSError, KeyError) as err:
+            raise TrainError(f"--shards: cannot read the audio feature shape: {err}") from None
+
+    # ------------------------------------------------------------------------------- step
+
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    @torch.no_grad()
+    def encode_frames(self, frames: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """(b, 3, k, S, S) pixels in [-1, 1] -> (b, 4, k, S/8, S/8) latents * scaling_factor."""
+        b, _, k, size, _ = frames.shape
+        flat = frames.transpose(1, 2).reshape(b * k, 3, size, size)
+        latents = self.vae.encode(flat).latent_dist.sample(generator) * self.vae.config.scaling_factor
+        return latents.reshape(b, k, *latents.shape[1:]).transpose(1, 2)
+
+    def loss(self, batch: dict[str, Any], generator: torch.Generator | None = None) -> torch.Tensor:
+        """The denoising loss of one micro-batch (with gradients); `generator` draws VAE samples,
+        noise and timesteps (default: the trainer's own)."""
+        generator = generator if generator is not None else self.generator
+        device = self.device
+        video = batch["video"].to(device, non_blocking=True)  # (b, 3, f, S, S); stage 1: f = 1
+        b, f = video.shape[0], video.shape[2]
+        parts = [batch["reference"].to(device)[:, :, None]]  # (b, 3, 1, S, S)
+        if self.stage >= 2:
+            parts.append(batch["motion"].to(device))  # (b, 3, n, S, S)
+        parts.append(video)
+        latents = self.encode_frames(torch.cat(parts, dim=2), generator)  # one VAE pass: (b, 4, 1+n+f, h, w)
+        reference, target = latents[:, :, 0], latents[:, :, -f:]
+
+        def keep(flag_name: str) -> torch.Tensor:
+            """1 where the condition stays, 0 where its dropout flag is set; shape (b, 1, 1, 1)."""
+            return (~batch[flag_name]).to(device, torch.float32).view(b, 1, 1, 1)
+
+        reference = reference * keep("drop_reference")  # (b, 4, h, w)
+        motion = keep_motion = audio = speed = None
+        if self.stage >= 2:
+            motion = latents[:, :, 1:-f]  # (b, 4, n, h, w)
+            keep_motion = keep("drop_motion").view(b)  # applied to the motion features (TrainingForward)
+            audio = batch["audio"].to(device)  # (b, f, 2m+1, *feature_shape)
+            audio = audio * keep("drop_audio").view(b, *[1] * (audio.ndim - 1))
+            if self.stage == 3:
+                speed = batch["speed"].to(device)  # (b, f) deg/s
+        mask = batch["mask"].to(device)  # (b, 1, S, S)
+
+        noise = torch.randn(target.shape, generator=generator, device=device)
+        timesteps = torch.randint(
+            0, self.noise_scheduler.config.num_train_timesteps, (b,), generator=generator, device=device
+        )
+        noisy = self.noise_scheduler.add_noise(target, noise, timesteps)  # (b, 4, f, h, w)
+        with self._autocast():
+            prediction = self.net(
+                noisy, timesteps, reference, motion, keep_motion, audio, mask, speed, use_temporal=self.stage >= 2
+            )
+        return F.mse_loss(prediction.float(), noise)
+
+    def optimizer_step(self, batches: Iterator[dict]) -> float:
+        """One optimizer step over `grad_accum` micro-batches; returns the mean micro-batch loss."""
+        accum = self.cfg.optim.grad_accum
+        total = 0.0
+        for micro in range(accum):
+            batch = next(batches)
+            self.batches_consumed += 1
+            sync = micro == accum - 1 or not isinstance(self.net, torch.nn.parallel.DistributedDataParallel)
+            with contextlib.nullcontext() if sync else self.net.no_sync():
+                loss = self.loss(batch)
+                self.scaler.scale(loss / accum).backward()
+            total += loss.item()
+        if self.cfg.optim.max_grad_norm > 0:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.trainable, self.cfg.optim.max_grad_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.lr_scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        return total / accum
+
+    # ------------------------------------------------------------------------------- loop
+
+    def _batches(self) -> Iterator[dict]:
+        stream = iter(self.loader)
+        for _ in range(self.batches_consumed):  # resume: the stream is deterministic, skip what was used
+            next(stream)
+        return stream
+
+    def _all_reduce_sum(self, values: list[float]) -> list[float]:
+        if self.world_size == 1:
+            return values
+        tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
+        dist.all_reduce(tensor)
+        return tensor.tolist()
+
+    def fit(self) -> dict[str, Any]:
+        """Train to `max_steps`; returns (rank 0: also writes) the run summary."""
+        cfg = self.cfg
+        writer = None
+        if self.rank == 0:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self._truncate_metrics()
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+            logger.info(
+                "stage %d: training %s (%d tensors)", self.stage, ", ".join(STAGE_GROUPS[self.stage]), len(self.trainable)
+            )
+        from tqdm.auto import tqdm
+
+        progress = tqdm(
+            total=cfg.run.max_steps, initial=self.step, desc=f"stage {self.stage}", unit="step",
+            disable=not cfg.run.progress or self.rank != 0,
+        )
+        batches = self._batches()
+        last_saved = self.step
+        tick, samples_since = time.perf_counter(), 0
+        try:
+            while self.step < cfg.run.max_steps:
+                try:
+                    loss = self.optimizer_step(batches)
+                except StopIteration:
+                    raise TrainError(
+                        f"the shards gave no usable sample ({self.loader.dataset.counter.summary()})"
+                    ) from None
+                if not torch.isfinite(torch.tensor(loss)):
+                    raise TrainError(f"loss is {loss} at step {self.step}; lower --lr or use --mixed-precision no")
+                samples_since += cfg.optim.batch_size * cfg.optim.grad_accum * self.world_size
+                self.pending["loss_sum"] += loss
+                self.pending["count"] += 1
+                progress.update(1)
+                if self.step % cfg.run.log_every == 0 or self.step == cfg.run.max_steps:
+                    elapsed = time.perf_counter() - tick
+                    self._log(writer, samples_since / max(elapsed, 1e-9), progress)
+                    tick, samples_since = time.perf_counter(), 0
+                if self.step % cfg.run.save_every == 0 or self.step == cfg.run.max_steps:
+                    self.save()
+                    last_saved = self.step
+        finally:
+            progress.close()
+            if writer is not None:
+                writer.close()
+        if last_saved != self.step:
+            self.save()
+        return self._summary()
+
+    def _log(self, writer, samples_per_s: float, progress) -> None:
+        counts = self.loader.dataset.counter.counts()
+        skipped = sum(n for reason, n in counts.items() if reason != "yielded")
+        loss_sum, count, skipped = self._all_reduce_sum([self.pending["loss_sum"], self.pending["count"], skipped])
+        self.pending = {"loss_sum": 0.0, "count": 0}
+        if self.rank != 0:
+            return
+        record = {
+            "step": self.step,
+            "loss": loss_sum / max(count, 1),
+            "lr": self.lr_scheduler.get_last_lr()[0],
+            "samples_per_s": samples_per_s,
+            "skipped": int(skipped),  # samples skipped so far (corrupt / too short), all workers
+            "skipped_by_reason": {r: n for r, n in counts.items() if r != "yielded" and n},  # this worker
+        }
+        with open(self.run_dir / METRICS, "a") as out:
+            out.write(json.dumps(record) + "\n")
+        for name in ("loss", "lr", "samples_per_s", "skipped"):
+            writer.add_scalar(f"train/{name}", record[name], self.step)
+        progress.set_postfix(loss=f"{record['loss']:.4f}", skipped=record["skipped"])
+
+    def _truncate_metrics(self) -> None:
+        """A resumed run rewrites the lines after its checkpoint (they came from the lost steps)."""
+        path = self.run_dir / METRICS
+        if not path.exists():
+            return
+        kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= self.step]
+        path.write_text("".join(line + "\n" for line in kept))
+
+    def save(self) -> None:
+        """Checkpoint (rank 0 writes; all ranks take part in gathering the RNG states)."""
+        states = [self.generator.get_state()]
+        if self.world_size > 1:
+            states = [None] * self.world_size
+            dist.all_gather_object(states, self.generator.get_state())
+        if self.rank == 0:
+            rng = {"torch": torch.get_rng_state(), **{f"generator.{r}": s for r, s in enumerate(states)}}
+            state = {
+                "batches_consumed": self.batches_consumed,
+                "pending": self.pending,
+                "skip_counts": self.loader.dataset.counter.counts(),
+                "world_size": self.world_size,
+                "scaler": self.scaler.state_dict(),
+            }
+            path = save_checkpoint(
+                self.run_dir, self.step, self.model, self.vae, self.optimizer, self.lr_scheduler,
+                self.cfg.to_dict(), state, rng,
+            )
+            self.noise_scheduler.save_pretrained(path / "scheduler")
+        if self.world_size > 1:
+            dist.barrier()
+
+    def _summary(self) -> dict[str, Any]:
+        digests = [weights_digest(self.model)]
+        if self.world_size > 1:
+            digests = [None] * self.world_size
+            dist.all_gather_object(digests, weights_digest(self.model))
+        summary = {
+            "stage": self.stage,
+            "step": self.step,
+            "checkpoint": str(last_checkpoint(self.run_dir)) if self.rank == 0 else None,
+            "world_size": self.world_size,
+            "weight_digests": digests,  # one per worker: identical in data-parallel training
+            "skip_counts": self.loader.dataset.counter.counts(),
+        }
+        if self.rank == 0:
+            (self.run_dir / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+        return summary
+
+
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    """Run a training stage: in this process, or with Ray Train when `distributed.use_ray`."""
+    check_inputs(cfg)
+    if cfg.distributed.use_ray:
+        from .distributed import train_with_ray
+
+        return train_with_ray(cfg)
+    device = "cuda" if cfg.distributed.gpu else "cpu"
+    if cfg.distributed.gpu and not torch.cuda.is_available():
+        raise TrainError("--gpu: no CUDA device available")
+    return Trainer(cfg, device=device).fit()
