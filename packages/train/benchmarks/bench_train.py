@@ -25,27 +25,7 @@ from pathlib import Path
 
 import av
 import torch
-
-
-def make_shards(root: Path, size: int) -> Path:
-    from emo_annotate import samples as sample_media
-    from emo_annotate.config import AnnotateConfig, ClipConfig
-    from emo_annotate.layout import OutputLayout
-    from emo_annotate.pipeline import Annotator
-    from emo_annotate.units import Unit, VideoTask, process_unit
-
-    inputs = root / "in"
-    inputs.mkdir()
-    sample_media.make_carphone_video(inputs / "carphone.mp4")
-    cfg = AnnotateConfig(size=size, shard_size=2, clip=ClipConfig(max_seconds=1.0))
-    layout = OutputLayout(root / "out")
-    layout.create()
-    annotator = Annotator(cfg)
-    try:
-        process_unit(Unit(0, (VideoTask("carphone.mp4", "carphone"),)), inputs, layout, annotator, cfg.shard_size)
-    finally:
-        annotator.close()
-    return layout.root
+from emo_annotate.samples import make_sample_shards
 
 
 def clip_mp4s(shards: Path) -> list[bytes]:
@@ -116,8 +96,8 @@ def main() -> None:
         (tmp / "big").mkdir()
         (tmp / "small").mkdir()
         t0 = time.perf_counter()
-        big = make_shards(tmp / "big", args.size)
-        small = make_shards(tmp / "small", 64)
+        big = make_sample_shards(tmp / "big", size=args.size)
+        small = make_sample_shards(tmp / "small", size=64)
         annotate_s = time.perf_counter() - t0
         mp4s = clip_mp4s(big)
         loader, clips = loader_rate(big, args.size, args.passes)

@@ -83,24 +83,9 @@ TRAIN_SHARD_SIZE = 64  # pixels: the tiny preset's resolution
 def train_shards(tmp_path_factory):
     """Real shards from the real annotator (no Ray), as in test_data.py: the carphone talking head
     with speech (~4 s), 64 px crops, clips of at most 1 s (~20 frames), two clips per shard."""
-    from emo_annotate import samples as sample_media
-    from emo_annotate.config import AnnotateConfig, ClipConfig
-    from emo_annotate.layout import OutputLayout
-    from emo_annotate.pipeline import Annotator
+    from emo_annotate.samples import make_sample_shards
     from emo_annotate.shards import shard_urls
-    from emo_annotate.units import Unit, VideoTask, process_unit
 
-    root = tmp_path_factory.mktemp("emo_train_shards")
-    inputs = root / "in"
-    inputs.mkdir()
-    sample_media.make_carphone_video(inputs / "carphone.mp4")
-    cfg = AnnotateConfig(size=TRAIN_SHARD_SIZE, shard_size=2, clip=ClipConfig(max_seconds=1.0))
-    layout = OutputLayout(root / "out")
-    layout.create()
-    annotator = Annotator(cfg)
-    try:
-        process_unit(Unit(0, (VideoTask("carphone.mp4", "carphone"),)), inputs, layout, annotator, cfg.shard_size)
-    finally:
-        annotator.close()
-    assert len(shard_urls(layout.root)) >= 2
-    return layout.root
+    out = make_sample_shards(tmp_path_factory.mktemp("emo_train_shards"), size=TRAIN_SHARD_SIZE)
+    assert len(shard_urls(out)) >= 2
+    return out

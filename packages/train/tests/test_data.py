@@ -12,12 +12,8 @@ import numpy as np
 import pytest
 import torch
 from emo_annotate import samples as sample_media
-from emo_annotate.config import AnnotateConfig, ClipConfig
-from emo_annotate.layout import OutputLayout
 from emo_annotate.media import decode_mp4
-from emo_annotate.pipeline import Annotator
 from emo_annotate.shards import shard_urls
-from emo_annotate.units import Unit, VideoTask, process_unit
 from emo_train.data import (
     DataConfig,
     EMODataset,
@@ -40,20 +36,9 @@ SIZE = 64
 def shard_dir(tmp_path_factory) -> Path:
     """One real annotation (no Ray): the carphone talking head with speech (~4 s), 64 px crops,
     clips of at most 1 s (5 clips of ~20 frames at 25 fps), two clips per shard."""
-    root = tmp_path_factory.mktemp("emo_data")
-    inputs = root / "in"
-    inputs.mkdir()
-    sample_media.make_carphone_video(inputs / "carphone.mp4")
-    cfg = AnnotateConfig(size=SIZE, shard_size=2, clip=ClipConfig(max_seconds=1.0))
-    layout = OutputLayout(root / "out")
-    layout.create()
-    annotator = Annotator(cfg)
-    try:
-        process_unit(Unit(0, (VideoTask("carphone.mp4", "carphone"),)), inputs, layout, annotator, cfg.shard_size)
-    finally:
-        annotator.close()
-    assert len(shard_urls(layout.root)) >= 2
-    return layout.root
+    out = sample_media.make_sample_shards(tmp_path_factory.mktemp("emo_data"), size=SIZE)
+    assert len(shard_urls(out)) >= 2
+    return out
 
 
 def read_tar(path: Path) -> list[tuple[str, bytes]]:

@@ -113,3 +113,25 @@ def make_astronaut_video(path: Path, roll: np.ndarray, fps: float, mirror: bool 
     speech = synth_speech(len(roll) / fps, seed=1) if audio else None
     write_video(path, rotated_astronaut_frames(roll, mirror), fps, audio=speech)
     return path
+
+
+def make_sample_shards(root: Path, size: int = 64, max_clip_seconds: float = 1.0, shard_size: int = 2) -> Path:
+    """Real shards for downstream tests and benchmarks, made in-process (no Ray) by the real
+    annotator from the carphone talking head: `root/out` is an `emo-annotate run` output."""
+    from .config import AnnotateConfig, ClipConfig
+    from .layout import OutputLayout
+    from .pipeline import Annotator
+    from .units import Unit, VideoTask, process_unit
+
+    inputs = root / "in"
+    inputs.mkdir(parents=True, exist_ok=True)
+    make_carphone_video(inputs / "carphone.mp4")
+    cfg = AnnotateConfig(size=size, shard_size=shard_size, clip=ClipConfig(max_seconds=max_clip_seconds))
+    layout = OutputLayout(root / "out")
+    layout.create()
+    annotator = Annotator(cfg)
+    try:
+        process_unit(Unit(0, (VideoTask("carphone.mp4", "carphone"),)), inputs, layout, annotator, cfg.shard_size)
+    finally:
+        annotator.close()
+    return layout.root
