@@ -166,17 +166,23 @@ def _stream_start_s(stream) -> float:
     return float(stream.start_time * stream.time_base)
 
 
+def add_h264_stream(container, fps: float, width: int, height: int, crf: int, preset: str, threads: int = 0):
+    """An H.264 yuv420p video stream on `container`; `threads` = 0 lets x264 choose."""
+    stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+    stream.width, stream.height = width, height
+    stream.pix_fmt = "yuv420p"
+    stream.options = {"crf": str(crf), "preset": preset, **({"threads": str(threads)} if threads else {})}
+    return stream
+
+
 class Mp4Writer:
     """Streams RGB frames into an in-memory H.264 (yuv420p) mp4."""
 
     def __init__(self, fps: float, width: int, height: int, crf: int, preset: str):
         self._buffer = io.BytesIO()
         self._container = av.open(self._buffer, mode="w", format="mp4")
-        self._stream = self._container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-        self._stream.width, self._stream.height = width, height
-        self._stream.pix_fmt = "yuv420p"
         # one encoder thread: parallelism comes from Ray workers, not from each encoder
-        self._stream.options = {"crf": str(crf), "preset": preset, "threads": "1"}
+        self._stream = add_h264_stream(self._container, fps, width, height, crf, preset, threads=1)
 
     def add(self, rgb: np.ndarray) -> None:
         self._encode(av.VideoFrame.from_ndarray(rgb, format="rgb24"))
@@ -232,10 +238,7 @@ def write_video(path: Path, frames, fps: float, audio: np.ndarray | None = None,
         audio_stream = container.add_stream("aac", rate=AUDIO_RATE, layout="mono") if audio is not None else None
         for rgb in frames:
             if video is None:
-                video = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-                video.width, video.height = rgb.shape[1] // 2 * 2, rgb.shape[0] // 2 * 2
-                video.pix_fmt = "yuv420p"
-                video.options = {"crf": str(crf), "preset": "veryfast"}
+                video = add_h264_stream(container, fps, rgb.shape[1] // 2 * 2, rgb.shape[0] // 2 * 2, crf, "veryfast")
             rgb = np.ascontiguousarray(rgb[: video.height, : video.width])
             container.mux(video.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
         if video is not None:

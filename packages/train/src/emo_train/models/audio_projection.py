@@ -9,6 +9,8 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
+from .windows import window_mlp
+
 
 class AudioProjection(ModelMixin, ConfigMixin):
     """A small MLP from a frame's audio window to `num_tokens` cross-attention tokens.
@@ -30,13 +32,7 @@ class AudioProjection(ModelMixin, ConfigMixin):
     ):
         super().__init__()
         in_dim = (2 * context_frames + 1) * math.prod(feature_shape)
-        self.mlp = nn.Sequential(
-            nn.Linear(in_dim, hidden_dim),
-            nn.SiLU(),
-            nn.Linear(hidden_dim, hidden_dim),
-            nn.SiLU(),
-            nn.Linear(hidden_dim, num_tokens * output_dim),
-        )
+        self.mlp = window_mlp(in_dim, hidden_dim, num_tokens * output_dim)
         self.norm = nn.LayerNorm(output_dim)
 
     def forward(self, audio_windows: torch.Tensor) -> torch.Tensor:

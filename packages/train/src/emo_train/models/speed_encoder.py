@@ -5,9 +5,8 @@ from __future__ import annotations
 import torch
 from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
-from torch import nn
 
-from .windows import frame_windows
+from .windows import frame_windows, window_mlp
 
 
 class SpeedEncoder(ModelMixin, ConfigMixin):
@@ -34,13 +33,7 @@ class SpeedEncoder(ModelMixin, ConfigMixin):
         if len(centers) != len(radii) or any(r <= 0 for r in radii):
             raise ValueError("centers and radii need the same length and radii must be positive")
         in_dim = (2 * context_frames + 1) * len(centers)
-        self.mlp = nn.Sequential(
-            nn.Linear(in_dim, hidden_dim),
-            nn.SiLU(),
-            nn.Linear(hidden_dim, hidden_dim),
-            nn.SiLU(),
-            nn.Linear(hidden_dim, num_tokens * embed_dim),
-        )
+        self.mlp = window_mlp(in_dim, hidden_dim, num_tokens * embed_dim)
 
     def bucket_encoding(self, speed: torch.Tensor) -> torch.Tensor:
         """`(b, f)` -> `(b, f, d)`: tanh((w - c_i) / r_i * 3) per bucket i."""

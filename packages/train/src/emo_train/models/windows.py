@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 
 def frame_windows(features: torch.Tensor, context_frames: int) -> torch.Tensor:
@@ -20,3 +21,15 @@ def frame_windows(features: torch.Tensor, context_frames: int) -> torch.Tensor:
     offsets = torch.arange(-context_frames, context_frames + 1, device=features.device)
     index = (torch.arange(num_frames, device=features.device)[:, None] + offsets).clamp(0, num_frames - 1)  # (T, 2m+1)
     return features[:, index]
+
+
+def window_mlp(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
+    """The small MLP that maps a flattened window of per-frame features to tokens (audio
+    projection and speed encoder): Linear-SiLU-Linear-SiLU-Linear."""
+    return nn.Sequential(
+        nn.Linear(in_dim, hidden_dim),
+        nn.SiLU(),
+        nn.Linear(hidden_dim, hidden_dim),
+        nn.SiLU(),
+        nn.Linear(hidden_dim, out_dim),
+    )
