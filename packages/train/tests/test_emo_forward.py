@@ -116,3 +116,18 @@ def test_reference_net_runs_once_per_clip(model, inputs):
             latents = latents - 0.1 * model.denoise(latents, t, reference, audio_features=inputs["audio_features"])
     assert calls["backbone"] == 4
     assert calls["reference_net"] == [BATCH * (1 + MOTION_FRAMES)]  # one pass: reference + motion frames together
+
+
+def test_motion_encoded_apart_equals_one_pass(model, inputs, perturb):
+    """Inference encodes the reference once per video and the motion frames once per clip: that
+    must give the features of training's single ReferenceNet pass over both."""
+    perturb(model.reference_net)
+    with torch.no_grad():
+        together = model.encode_reference(inputs["reference_latents"], inputs["motion_latents"])
+        apart = model.encode_motion(model.encode_reference(inputs["reference_latents"]), inputs["motion_latents"])
+    assert together.attention.keys() == apart.attention.keys() and together.motion.keys() == apart.motion.keys()
+    for name in together.attention:
+        torch.testing.assert_close(apart.attention[name], together.attention[name])
+    for position in together.motion:
+        assert torch.count_nonzero(apart.motion[position])
+        torch.testing.assert_close(apart.motion[position], together.motion[position])

@@ -56,6 +56,10 @@ def test_stages_1_2_3_end_to_end(train_shards, tmp_path, monkeypatch):
     assert first.name == "2" and (tmp_path / "s1" / "checkpoints" / "1").is_dir()
     saved = json.loads((first / "config.json").read_text())
     assert saved["optim"]["lr"] == 1e-4 and saved["run"]["max_steps"] == 2
+    # the annotation the model learnt from, for inference to reproduce
+    annotation = json.loads((first / "annotation.json").read_text())
+    assert annotation["fps"] == 25.0 and annotation["size"] == 64 and annotation["crop_scale"] == 2.0
+    assert annotation["audio_features"]["kind"] == "mel" and annotation["audio_features"]["shape"] == [320]
     assert [m["step"] for m in metrics(tmp_path / "s1")] == [1, 2]
     assert list((tmp_path / "s1" / "tensorboard").glob("events.out.tfevents.*"))
     # models in diffusers folders, safetensors only: no pickles anywhere in a checkpoint

@@ -127,11 +127,14 @@ def to_yuv420(frame: av.VideoFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     )
 
 
-def read_audio(path: Path) -> np.ndarray:
-    """The first audio stream as float32 mono at 16 kHz, aligned to the first video frame.
+def read_audio(path: Path, rate: int | None = AUDIO_RATE, stereo: bool = False) -> np.ndarray:
+    """The first audio stream as float32, aligned to the first video frame (if there is video):
+    mono `(n,)` at 16 kHz by default; `rate=None` keeps the stream's own rate (see
+    `audio_rate_of`), `stereo=True` gives `(2, n)`.
 
     Raises MediaError when there is no audio stream or it cannot be decoded.
     """
+    layout = "stereo" if stereo else "mono"
     try:
         with av.open(str(path)) as container:
             if not container.streams.audio:
@@ -139,25 +142,37 @@ def read_audio(path: Path) -> np.ndarray:
             video_start = _stream_start_s(container.streams.video[0]) if container.streams.video else 0.0
             stream = container.streams.audio[0]
             audio_start = _stream_start_s(stream)
-            resampler = av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE)
+            rate = rate or stream.codec_context.sample_rate or AUDIO_RATE
+            resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
             chunks = []
             for frame in container.decode(stream):
-                for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().reshape(-1))
-            for out in resampler.resample(None):
-                chunks.append(out.to_ndarray().reshape(-1))
+                chunks.extend(out.to_ndarray() for out in resampler.resample(frame))
+            chunks.extend(out.to_ndarray() for out in resampler.resample(None))
     except av.FFmpegError as err:
         raise MediaError(f"audio decoding failed ({_describe(err)})") from None
-    audio = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
-    if audio.size == 0:
+    channels = 2 if stereo else 1
+    audio = np.concatenate(chunks, axis=1).astype(np.float32) if chunks else np.zeros((channels, 0), np.float32)
+    if audio.shape[1] == 0:
         raise MediaError("audio track is empty")
     # put sample 0 at the first video frame's time
-    offset = round((audio_start - video_start) * AUDIO_RATE)
+    offset = round((audio_start - video_start) * rate)
     if offset > 0:
-        audio = np.concatenate([np.zeros(offset, np.float32), audio])
+        audio = np.concatenate([np.zeros((channels, offset), np.float32), audio], axis=1)
     elif offset < 0:
-        audio = audio[-offset:]
-    return audio
+        audio = audio[:, -offset:]
+    return audio if stereo else audio[0]
+
+
+def audio_rate_of(path: Path) -> tuple[int, int]:
+    """(sample rate, channels) of the first audio stream; raises MediaError when there is none."""
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise MediaError("no audio track")
+            codec = container.streams.audio[0].codec_context
+            return int(codec.sample_rate or AUDIO_RATE), int(codec.channels or 1)
+    except av.FFmpegError as err:
+        raise MediaError(f"cannot open ({_describe(err)})") from None
 
 
 def _stream_start_s(stream) -> float:
@@ -231,22 +246,73 @@ def decode_mp4(data: bytes) -> list[np.ndarray]:
         return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
 
 
+class VideoWriter:
+    """Streams RGB frames into an H.264 (yuv420p) video file, with optional audio (AAC).
+
+    The video stream is created from the first frame's size; the audio (float32 `(n,)` mono or
+    `(2, n)` stereo at `audio_rate`) is encoded when the writer closes. The container format
+    follows the file name unless `container_format` is given.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        fps: float,
+        audio: np.ndarray | None = None,
+        audio_rate: int = AUDIO_RATE,
+        crf: int = 18,
+        preset: str = "veryfast",
+        container_format: str | None = None,
+    ):
+        self.fps = fps
+        self.frames = 0
+        self._container = av.open(str(path), mode="w", format=container_format)
+        self._video = None
+        self._audio = None if audio is None else np.atleast_2d(np.asarray(audio, np.float32))
+        self._audio_stream = None
+        if self._audio is not None:
+            layout = "stereo" if self._audio.shape[0] == 2 else "mono"
+            self._audio_stream = self._container.add_stream("aac", rate=audio_rate, layout=layout)
+        self._audio_rate = audio_rate
+        self._crf, self._preset = crf, preset
+
+    def add(self, rgb: np.ndarray) -> None:
+        """One (h, w, 3) uint8 frame (odd sides are cut to even)."""
+        if self._video is None:
+            h, w = rgb.shape[0] // 2 * 2, rgb.shape[1] // 2 * 2
+            self._video = add_h264_stream(self._container, self.fps, w, h, self._crf, self._preset)
+        rgb = np.ascontiguousarray(rgb[: self._video.height, : self._video.width])
+        self._container.mux(self._video.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        self.frames += 1
+
+    def close(self) -> None:
+        """Flush the video, encode the audio and finish the file."""
+        try:
+            if self._video is not None:
+                self._container.mux(self._video.encode())
+            if self._audio_stream is not None:
+                frame = av.AudioFrame.from_ndarray(
+                    np.ascontiguousarray(np.clip(self._audio, -1.0, 1.0)), format="fltp", layout=self._audio_stream.layout.name
+                )
+                frame.sample_rate = self._audio_rate
+                frame.pts = 0
+                self._container.mux(self._audio_stream.encode(frame))
+                self._container.mux(self._audio_stream.encode())
+        finally:
+            self._container.close()
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self._container.close()
+
+
 def write_video(path: Path, frames, fps: float, audio: np.ndarray | None = None, crf: int = 18) -> None:
     """Write RGB frames (H.264) and optional 16 kHz mono audio (AAC) to a video file."""
-    with av.open(str(path), mode="w") as container:
-        video = None
-        audio_stream = container.add_stream("aac", rate=AUDIO_RATE, layout="mono") if audio is not None else None
+    with VideoWriter(path, fps, audio=audio, crf=crf) as writer:
         for rgb in frames:
-            if video is None:
-                video = add_h264_stream(container, fps, rgb.shape[1] // 2 * 2, rgb.shape[0] // 2 * 2, crf, "veryfast")
-            rgb = np.ascontiguousarray(rgb[: video.height, : video.width])
-            container.mux(video.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
-        if video is not None:
-            container.mux(video.encode())
-        if audio_stream is not None:
-            pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16)[None]
-            frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
-            frame.sample_rate = AUDIO_RATE
-            frame.pts = 0
-            container.mux(audio_stream.encode(frame))
-            container.mux(audio_stream.encode())
+            writer.add(rgb)

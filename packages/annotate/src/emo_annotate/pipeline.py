@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import cv2
 import numpy as np
 from PIL import Image
 
 from . import __version__
 from .audio_features import AudioFeaturizer, make_featurizer
 from .config import AnnotateConfig
+from .crop import crop_box, crop_square_yuv420, face_sides, to_crop_pixels, union_mask
 from .landmarks import make_detector
 from .media import AUDIO_RATE, MediaError, Mp4Writer, encode_wav, iter_frames, probe, read_audio, to_rgb, to_yuv420
 from .pose import clip_pose
@@ -73,7 +73,7 @@ class Annotator:
         spans, reason = find_clips(obs.face_counts, obs.boxes, obs.histograms, self.cfg.fps, self.cfg.clip)
         if not spans:
             return VideoOutcome(STATUS_SKIPPED, reason)
-        crops = [self._crop_box(obs.boxes[s.start : s.stop], info.width, info.height) for s in spans]
+        crops = [crop_box(obs.boxes[s.start : s.stop], info.width, info.height, self.cfg.clip.crop_scale) for s in spans]
         for i, encoded in self._encode_clips(path, spans, crops):
             emit(self._sample(video_id, source, i, spans[i], crops[i], encoded, obs, audio, info))
         return VideoOutcome(STATUS_OK, None, clips=len(spans))
@@ -105,23 +105,6 @@ class Annotator:
             )
         return Observations(np.array(counts), np.stack(boxes), np.stack(lmks), np.stack(hists))
 
-    # -- crop ---------------------------------------------------------------------------------
-    def _crop_box(self, boxes: np.ndarray, width: int, height: int) -> np.ndarray:
-        """Square (x0, y0, side) in source pixels, fixed over the clip, centred on the face."""
-        union = np.array([boxes[:, 0].min(), boxes[:, 1].min(), boxes[:, 2].max(), boxes[:, 3].max()])
-        face_side = face_sides(boxes).max()
-        side = max(self.cfg.clip.crop_scale * face_side, 1.1 * (union[2:] - union[:2]).max())
-        side = 2.0 * np.ceil(side / 2)  # even, like the corner: chroma planes crop the same square
-        cx, cy = (union[0] + union[2]) / 2, (union[1] + union[3]) / 2
-        x0, y0 = cx - side / 2, cy - side / 2
-        # slide inside the frame where the frame is large enough; otherwise pad (black)
-        width, height = width // 2 * 2, height // 2 * 2
-        if side <= width:
-            x0 = min(max(x0, 0.0), width - side)
-        if side <= height:
-            y0 = min(max(y0, 0.0), height - side)
-        return np.array([2 * np.floor(x0 / 2), 2 * np.floor(y0 / 2), side], np.float64)
-
     # -- pass 2 -------------------------------------------------------------------------------
     def _encode_clips(self, path: Path, spans: list[Span], crops: list[np.ndarray]):
         """Yield `(clip index, mp4 bytes)` as each clip's last frame is encoded (spans are sorted)."""
@@ -149,8 +132,7 @@ class Annotator:
         to_crop = cfg.size / side
         lmk_src = obs.landmarks[span.start : span.stop]  # (T, n, 3)
         pose, speed = clip_pose(lmk_src, cfg.landmarks, crop, cfg.fps, cfg.clip.smoothing_seconds)
-        boxes = (obs.boxes[span.start : span.stop] - np.array([x0, y0, x0, y0])) * to_crop
-        boxes = np.clip(boxes, 0, cfg.size).astype(np.float32)
+        boxes = to_crop_pixels(obs.boxes[span.start : span.stop], crop, cfg.size)
         lmk = lmk_src.copy()
         lmk[..., 0] -= x0
         lmk[..., 1] -= y0
@@ -173,6 +155,7 @@ class Annotator:
             "source_size": [info.width, info.height],
             "source_fps": info.source_fps,
             "crop_box_source_px": [float(x0), float(y0), float(x0 + side), float(y0 + side)],
+            "crop_scale": cfg.clip.crop_scale,
             "fps": cfg.fps,
             "frames": frames,
             "size": cfg.size,
@@ -207,40 +190,6 @@ class Annotator:
 
     def close(self) -> None:
         self.detector.close()
-
-
-def face_sides(boxes: np.ndarray) -> np.ndarray:
-    """(T,) larger side of each (x0, y0, x1, y1) box."""
-    return np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
-
-
-def crop_square_yuv420(planes, crop: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The square (x0, y0, side) of Y, U, V planes, black outside the frame, resized to size x size.
-
-    `crop` is in luma pixels with even x0, y0 and side, so chroma takes exactly half of each.
-    """
-    out = []
-    for plane, scale, black in zip(planes, (1, 2, 2), (16, 128, 128)):
-        x0, y0, side = (int(v) // scale for v in crop)
-        h, w = plane.shape
-        sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x0 + side, w), min(y0 + side, h)
-        patch = plane[sy0:sy1, sx0:sx1]
-        if patch.shape != (side, side):
-            canvas = np.full((side, side), black, np.uint8)
-            canvas[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = patch
-            patch = canvas
-        target = size // scale
-        interp = cv2.INTER_AREA if side > target else cv2.INTER_CUBIC
-        out.append(cv2.resize(patch, (target, target), interpolation=interp))
-    return tuple(out)
-
-
-def union_mask(boxes: np.ndarray, size: int) -> np.ndarray:
-    """uint8 (size, size): 255 inside any of the clip's face boxes."""
-    mask = np.zeros((size, size), np.uint8)
-    for x0, y0, x1, y1 in boxes:
-        mask[int(np.floor(y0)) : int(np.ceil(y1)), int(np.floor(x0)) : int(np.ceil(x1))] = 255
-    return mask
 
 
 def npy_bytes(array: np.ndarray) -> bytes:

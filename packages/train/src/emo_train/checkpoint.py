@@ -5,6 +5,9 @@
         speed_encoder/           EMOModel.save_pretrained (diffusers folders, safetensors)
         vae/                     the frozen VAE the latents were made with (for inference)
         config.json              the resolved TrainConfig
+        annotation.json          the annotation the model was trained on (fps, crop, audio
+                                 feature settings; `emo_train.data.annotation_settings`):
+                                 inference prepares its inputs the same way
         training_state/
             optimizer.safetensors   AdamW state tensors ("<param index>.<name>")
             rng.safetensors         torch RNG states (global CPU, the trainer's noise generator)
@@ -30,6 +33,7 @@ from safetensors.torch import load_file, save_file
 from .config import TrainError
 
 LAST = "last"
+ANNOTATION = "annotation.json"
 
 
 def checkpoints_dir(run_dir: str | Path) -> Path:
@@ -68,6 +72,7 @@ def save_checkpoint(
     config: dict[str, Any],
     state: dict[str, Any],
     rng: dict[str, torch.Tensor],
+    annotation: dict[str, Any],
 ) -> Path:
     """Write `checkpoints/<step>/` and point `last` at it."""
     root = checkpoints_dir(run_dir)
@@ -78,6 +83,7 @@ def save_checkpoint(
     model.save_pretrained(tmp)
     vae.save_pretrained(tmp / "vae")
     (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    (tmp / ANNOTATION).write_text(json.dumps(annotation, indent=2) + "\n")
 
     training = tmp / "training_state"
     training.mkdir()

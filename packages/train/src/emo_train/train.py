@@ -35,7 +35,14 @@ from diffusers.optimization import get_scheduler
 
 from .checkpoint import last_checkpoint, load_training_state, resolve_checkpoint, save_checkpoint
 from .config import TrainConfig, TrainError
-from .data import DataConfig, make_dataloader, resolve_shards, shard_audio_feature_shape
+from .data import (
+    DataConfig,
+    annotation_settings,
+    audio_feature_shape,
+    make_dataloader,
+    resolve_shards,
+    shard_sample_metadata,
+)
 from .models import STAGE_GROUPS, EMOModel, get_preset, load_motion_adapter
 
 logger = logging.getLogger(__name__)
@@ -216,7 +223,9 @@ class Trainer:
                                    "reproduce an uninterrupted one", section)
 
         # model + frozen VAE + noise schedule
-        audio_shape = self._audio_feature_shape()
+        shard_meta = self._shard_metadata()
+        audio_shape = audio_feature_shape(shard_meta)
+        self.annotation = annotation_settings(shard_meta)  # stored with each checkpoint, for inference
         self.model = build_model(cfg, audio_shape, resume_from).to(self.device)
         model_shape = tuple(self.model.audio_projection.config.feature_shape)
         if self.stage >= 2 and model_shape != audio_shape:
@@ -284,11 +293,13 @@ class Trainer:
             pin_memory=self.device.type == "cuda",
         )
 
-    def _audio_feature_shape(self) -> tuple[int, ...]:
+    def _shard_metadata(self) -> dict:
         try:
-            return shard_audio_feature_shape(self.cfg.data.shards)
+            meta = shard_sample_metadata(self.cfg.data.shards)
+            audio_feature_shape(meta)
+            return meta
         except (ValueError, OSError, KeyError) as err:
-            raise TrainError(f"--shards: cannot read the audio feature shape: {err}") from None
+            raise TrainError(f"--shards: cannot read the sample metadata: {err}") from None
 
     # ------------------------------------------------------------------------------- step
 
@@ -479,7 +490,7 @@ class Trainer:
             }
             path = save_checkpoint(
                 self.run_dir, self.step, self.model, self.vae, self.optimizer, self.lr_scheduler,
-                self.cfg.to_dict(), state, rng,
+                self.cfg.to_dict(), state, rng, self.annotation,
             )
             self.noise_scheduler.save_pretrained(path / "scheduler")
         if self.world_size > 1:

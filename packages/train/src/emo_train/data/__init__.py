@@ -14,10 +14,19 @@ from .counter import REASONS, SkipCounter
 from .dataset import EMODataset
 from .decode import SampleError, decode_frames
 from .loader import collate, make_dataloader
-from .shards import open_shard, resolve_shards, shard_audio_feature_shape
+from .shards import (
+    annotation_settings,
+    audio_feature_shape,
+    open_shard,
+    resolve_shards,
+    shard_audio_feature_shape,
+    shard_sample_metadata,
+)
 
 __all__ = [
     "REASONS",
+    "annotation_settings",
+    "audio_feature_shape",
     "DataConfig",
     "EMODataset",
     "SampleError",
@@ -28,4 +37,5 @@ __all__ = [
     "open_shard",
     "resolve_shards",
     "shard_audio_feature_shape",
+    "shard_sample_metadata",
 ]

@@ -110,13 +110,39 @@ def open_shard(url: str):
     return fsspec.open(url, "rb").open()
 
 
-def shard_audio_feature_shape(spec: ShardSpec) -> tuple[int, ...]:
-    """The per-frame audio feature shape recorded in the first sample's metadata (for
-    `emo_train.models.get_preset(..., audio_feature_shape=...)`)."""
+def shard_sample_metadata(spec: ShardSpec) -> dict:
+    """The metadata (`json` member) of the first sample of the first shard of `spec`."""
     url = resolve_shards(spec)[0]
     with open_shard(url) as stream, tarfile.open(fileobj=stream, mode="r|*") as tar:
         for member in tar:
             if member.isreg() and member.name.endswith(".json"):
-                meta = json.loads(tar.extractfile(member).read())
-                return tuple(int(d) for d in meta["audio_features"]["shape"][1:])
+                return json.loads(tar.extractfile(member).read())
     raise ValueError(f"{url}: no sample metadata (json member) found")
+
+
+def shard_audio_feature_shape(spec: ShardSpec) -> tuple[int, ...]:
+    """The per-frame audio feature shape recorded in the first sample's metadata (for
+    `emo_train.models.get_preset(..., audio_feature_shape=...)`)."""
+    return audio_feature_shape(shard_sample_metadata(spec))
+
+
+def audio_feature_shape(meta: dict) -> tuple[int, ...]:
+    """The per-frame audio feature shape in a sample's metadata."""
+    return tuple(int(d) for d in meta["audio_features"]["shape"][1:])
+
+
+def annotation_settings(meta: dict) -> dict:
+    """What inference must reproduce of the annotation a model was trained on, from a sample's
+    metadata: frame rate, crop size and scale, audio sample rate and the audio feature settings
+    (kind, parameters, per-frame shape). Stored with every checkpoint (`annotation.json`)."""
+    features = dict(meta["audio_features"])
+    features["shape"] = list(audio_feature_shape(meta))  # per frame
+    return {
+        "fps": float(meta["fps"]),
+        "size": int(meta["size"]),
+        "crop_scale": meta.get("crop_scale"),  # None: shards from before it was recorded (annotator default)
+        "audio_rate": int(meta.get("audio_rate", 16000)),
+        "audio_features": features,
+        "landmarks": meta.get("landmarks", {}).get("backend"),
+        "annotator_version": meta.get("annotator_version"),
+    }

@@ -271,6 +271,12 @@ class EMOModel(nn.Module):
         """Run the ReferenceNet once for a clip; reuse the result for every denoising step."""
         return self.reference_net.encode(reference_latents, motion_latents, self.temporal.config.num_motion_frames)
 
+    def encode_motion(self, reference: ReferenceFeatures, motion_latents: torch.Tensor) -> ReferenceFeatures:
+        """`reference` with the motion features of `motion_latents` `(b, c, n, h, w)` (the previous
+        clip's last frames): at inference the reference image goes through the ReferenceNet once
+        per video, the motion frames once per clip."""
+        return ReferenceFeatures(reference.attention, self.reference_net.encode_motion(motion_latents))
+
     def denoise(
         self,
         noisy_latents: torch.Tensor,  # (b, c, f, h, w)

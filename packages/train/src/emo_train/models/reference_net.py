@@ -75,15 +75,27 @@ class ReferenceNet(UNet2DConditionModel):
         for position in temporal_positions(self):
             self.get_submodule(position).register_forward_hook(_CaptureOutput(self, position))
 
+    def _capture(self, latents: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One pass at timestep 0; the features captured by the hooks, by layer / position."""
+        timesteps = torch.zeros(latents.shape[0], device=latents.device, dtype=torch.long)
+        self._captured = {}
+        try:
+            self(latents, timesteps, encoder_hidden_states=None)
+            return self._captured
+        finally:
+            self._captured = None
+
     def encode(
         self,
         reference_latents: torch.Tensor,  # (b, c, h, w)
         motion_latents: torch.Tensor | None = None,  # (b, c, n, h, w) last n frames of the previous clip
         num_motion_frames: int = 4,
     ) -> ReferenceFeatures:
-        """One ReferenceNet pass over the reference image and the motion frames together.
+        """One ReferenceNet pass over the reference image and the motion frames together (training).
 
-        Without `motion_latents` (first clip) the motion features are zeros of `num_motion_frames` frames.
+        Without `motion_latents` (first clip) the motion features are zeros of `num_motion_frames`
+        frames. Samples do not interact, so this equals `encode` of the reference alone with
+        `encode_motion` of the motion frames (what inference does: the reference once per video).
         """
         batch = reference_latents.shape[0]
         latents = reference_latents
@@ -91,14 +103,7 @@ class ReferenceNet(UNet2DConditionModel):
             num_motion_frames = motion_latents.shape[2]
             motion = motion_latents.transpose(1, 2).flatten(0, 1)  # (b*n, c, h, w)
             latents = torch.cat([reference_latents, motion])  # (b + b*n, c, h, w)
-        timesteps = torch.zeros(latents.shape[0], device=latents.device, dtype=torch.long)
-
-        self._captured = {}
-        try:
-            self(latents, timesteps, encoder_hidden_states=None)
-            captured = self._captured
-        finally:
-            self._captured = None
+        captured = self._capture(latents)
 
         attention = {name: features[:batch] for name, features in captured.items() if name.endswith(".attn1")}
         motion_features = {}
@@ -109,3 +114,9 @@ class ReferenceNet(UNet2DConditionModel):
             else:
                 motion_features[position] = features[batch:].unflatten(0, (batch, num_motion_frames))  # (b, n, c, h, w)
         return ReferenceFeatures(attention=attention, motion=motion_features)
+
+    def encode_motion(self, motion_latents: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Motion features alone: `(b, c, n, h, w)` latents -> position -> `(b, n, c, h, w)`."""
+        batch, _, frames = motion_latents.shape[:3]
+        captured = self._capture(motion_latents.transpose(1, 2).flatten(0, 1))  # (b*n, c, h, w) in
+        return {position: captured[position].unflatten(0, (batch, frames)) for position in temporal_positions(self)}
