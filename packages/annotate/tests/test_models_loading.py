@@ -61,16 +61,9 @@ def test_fan_backend_loads_weights_from_the_torch_hub_cache(short_astronaut, tmp
 
 
 def test_wav2vec2_features_from_a_saved_model(short_astronaut, tmp_path):
-    from transformers import Wav2Vec2Config as HFConfig
-    from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2Model
+    from emo_annotate.samples import save_tiny_wav2vec2
 
-    config = HFConfig(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=48,
-        conv_dim=(16,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
-    )
-    torch.manual_seed(0)
-    Wav2Vec2Model(config).save_pretrained(tmp_path / "w2v")
-    Wav2Vec2FeatureExtractor(sampling_rate=16000, do_normalize=True).save_pretrained(tmp_path / "w2v")
+    save_tiny_wav2vec2(tmp_path / "w2v")
 
     cfg = AnnotateConfig(audio_features="wav2vec2", wav2vec2=Wav2Vec2Config(model=str(tmp_path / "w2v")), clip=SHORT_CLIPS)
     sample = annotate(cfg, short_astronaut)

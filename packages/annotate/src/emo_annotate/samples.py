@@ -115,10 +115,32 @@ def make_astronaut_video(path: Path, roll: np.ndarray, fps: float, mirror: bool 
     return path
 
 
-def make_sample_shards(root: Path, size: int = 64, max_clip_seconds: float = 1.0, shard_size: int = 2) -> Path:
+def save_tiny_wav2vec2(path: Path, seed: int = 0) -> Path:
+    """A tiny random `transformers` Wav2Vec2Model (hidden size 32, 2 blocks: features `[T, 3, 32]`)
+    with its feature extractor, saved with `save_pretrained`: loads through exactly the code
+    path of real wav2vec2 weights, offline."""
+    import torch
+    from transformers import Wav2Vec2Config as HFConfig
+    from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2Model
+
+    config = HFConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=48,
+        conv_dim=(16,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        Wav2Vec2Model(config).save_pretrained(path)
+    Wav2Vec2FeatureExtractor(sampling_rate=AUDIO_RATE, do_normalize=True).save_pretrained(path)
+    return Path(path)
+
+
+def make_sample_shards(
+    root: Path, size: int = 64, max_clip_seconds: float = 1.0, shard_size: int = 2, wav2vec2: str | None = None
+) -> Path:
     """Real shards for downstream tests and benchmarks, made in-process (no Ray) by the real
-    annotator from the carphone talking head: `root/out` is an `emo-annotate run` output."""
-    from .config import AnnotateConfig, ClipConfig
+    annotator from the carphone talking head: `root/out` is an `emo-annotate run` output.
+    Log-mel audio features, or wav2vec2 features of the model at `wav2vec2` (path or id)."""
+    from .config import AnnotateConfig, ClipConfig, Wav2Vec2Config
     from .layout import OutputLayout
     from .pipeline import Annotator
     from .units import Unit, VideoTask, process_unit
@@ -126,7 +148,8 @@ def make_sample_shards(root: Path, size: int = 64, max_clip_seconds: float = 1.0
     inputs = root / "in"
     inputs.mkdir(parents=True, exist_ok=True)
     make_carphone_video(inputs / "carphone.mp4")
-    cfg = AnnotateConfig(size=size, shard_size=shard_size, clip=ClipConfig(max_seconds=max_clip_seconds))
+    features = {"audio_features": "wav2vec2", "wav2vec2": Wav2Vec2Config(model=wav2vec2)} if wav2vec2 else {}
+    cfg = AnnotateConfig(size=size, shard_size=shard_size, clip=ClipConfig(max_seconds=max_clip_seconds), **features)
     layout = OutputLayout(root / "out")
     layout.create()
     annotator = Annotator(cfg)

@@ -1,0 +1,97 @@
+"""The driving audio: decoded once for the features (16 kHz mono, as annotated) and once as it
+is for the output's sound track; features made exactly as the checkpoint's training data was."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import InferError
+
+# wav2vec2 features are computed over windows no longer than the annotator's clips (its
+# ClipConfig.max_seconds): its context then matches what the model saw in training
+FEATURE_WINDOW_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class DrivingAudio:
+    samples: np.ndarray  # (n,) float32 mono at 16 kHz: the features' input
+    track: np.ndarray  # (channels, n') float32 at `track_rate`: the output's sound
+    track_rate: int
+    num_frames: int  # output frames: the audio's duration at the model's fps, rounded
+
+    @property
+    def seconds(self) -> float:
+        return self.track.shape[1] / self.track_rate
+
+
+def load_audio(path: Path, fps: float) -> DrivingAudio:
+    from emo_annotate.errors import MediaError
+    from emo_annotate.media import audio_rate_of, read_audio
+
+    if not path.is_file():
+        raise InferError(f"--audio: no such file: {path}")
+    try:
+        rate, channels = audio_rate_of(path)
+        samples = read_audio(path)
+        track = read_audio(path, rate=rate, stereo=channels >= 2)
+    except MediaError as err:
+        raise InferError(f"--audio: cannot use {path}: {err}") from None
+    track = np.atleast_2d(track)
+    num_frames = max(1, round(track.shape[1] / rate * fps))
+    return DrivingAudio(samples, track, rate, num_frames)
+
+
+def make_featurizer(settings: dict[str, Any], audio_encoder: str | None = None):
+    """The annotator's featurizer with the settings a checkpoint recorded (`annotation.json`)."""
+    from emo_annotate.audio_features import MelFeaturizer, Wav2Vec2Featurizer
+    from emo_annotate.config import MelConfig, Wav2Vec2Config
+
+    kind = settings.get("kind")
+    if kind == "mel":
+        return MelFeaturizer(
+            MelConfig(n_mels=settings["n_mels"], n_fft=settings["n_fft"], frames_per_video_frame=settings["frames_per_video_frame"])
+        )
+    if kind == "wav2vec2":
+        model = audio_encoder or settings["model"]
+        try:
+            featurizer = Wav2Vec2Featurizer(Wav2Vec2Config(model=model, layers=tuple(settings["layers"])))
+        except (OSError, ValueError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise InferError(f"cannot load the wav2vec2 audio encoder {model!r} (pass --audio-encoder): {first}") from None
+        recorded = tuple(settings.get("shape", ()))
+        produced = (len(settings["layers"]), featurizer.describe()["dim"])
+        if recorded and recorded != produced:
+            raise InferError(f"--audio-encoder {model!r} gives features {produced}, the model was trained on {recorded}")
+        return featurizer
+    raise InferError(f"the checkpoint records audio features of unknown kind {kind!r}")
+
+
+def audio_features(featurizer, samples: np.ndarray, num_frames: int, fps: float) -> np.ndarray:
+    """`[num_frames, *feature_shape]` float32 for the 16 kHz `samples`, zero-padded (silence) to
+    `num_frames / fps` seconds. wav2vec2 runs over consecutive windows of at most
+    FEATURE_WINDOW_SECONDS (frame-aligned), like the annotator's clips; mel is local and runs once."""
+    from emo_annotate.media import AUDIO_RATE
+
+    def span(first: int, count: int) -> np.ndarray:
+        a0 = round(first / fps * AUDIO_RATE)
+        a1 = round((first + count) / fps * AUDIO_RATE)
+        part = samples[a0:a1]
+        return np.pad(part, (0, max(0, (a1 - a0) - len(part))))
+
+    if featurizer.kind == "mel":
+        return featurizer(span(0, num_frames), num_frames, fps).astype(np.float32)
+    window = max(1, int(FEATURE_WINDOW_SECONDS * fps))
+    pieces = []
+    for first in range(0, num_frames, window):
+        count = min(window, num_frames - first)
+        pieces.append(featurizer(span(first, count), count, fps))
+    return np.concatenate(pieces).astype(np.float32)
+
+
+def clip_count(num_frames: int, frames_per_clip: int) -> int:
+    return math.ceil(num_frames / frames_per_clip)

@@ -1,0 +1,84 @@
+"""`emo-infer`: parse options and delegate to `emo_infer.generate`; known errors become one line and exit code 1."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+try:  # typer >= 0.20 vendors its own copy of click
+    from typer._click.exceptions import UsageError
+except ImportError:  # pragma: no cover - older typer on top of click
+    from click.exceptions import UsageError
+
+from .errors import InferError
+
+app = typer.Typer(
+    help="Animate a portrait with a speech or song recording: an mp4 of any length, with sound.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+
+@app.command()
+def main_command(
+    checkpoint: Annotated[Path, typer.Option(help="emo-train checkpoint: checkpoints/<step>/ or a run directory.")],
+    image: Annotated[Path, typer.Option(help="The portrait (any photo with one face).")],
+    audio: Annotated[Path, typer.Option(help="Speech or song (wav, mp3, m4a, flac, a video's sound...).")],
+    out: Annotated[Path, typer.Option(help="The video to write (mp4, H.264 + AAC).")],
+    speed: Annotated[Optional[str], typer.Option(help="Head speed in deg/s: a number, or a file with one value per frame.")] = None,
+    steps: Annotated[int, typer.Option(help="DDIM steps per clip.", min=1)] = 40,
+    guidance: Annotated[float, typer.Option(help="Audio classifier-free guidance scale (1: off).", min=0)] = 3.5,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same video).")] = 0,
+    size: Annotated[Optional[int], typer.Option(help="Output side in pixels (default: the training size).", min=8)] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+    dtype: Annotated[str, typer.Option(help="auto | float32 | float16 | bfloat16 (auto: fp16 on GPU, fp32 on CPU).")] = "auto",
+    motion_frames: Annotated[int, typer.Option(help="Frames of a clip that condition the next one.", min=1)] = 4,
+    frames_per_clip: Annotated[int, typer.Option(help="Frames generated per clip.", min=1)] = 12,
+    audio_encoder: Annotated[Optional[str], typer.Option(help="wav2vec2 folder or hub id (default: the one recorded in the checkpoint).")] = None,
+    mask_scale: Annotated[float, typer.Option(help="Face Locator mask: the face box grown by this factor.", min=0.1)] = 1.2,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Generate: emo-infer --checkpoint CKPT --image PORTRAIT --audio AUDIO --out OUT.mp4 [options]."""
+    from .api import generate
+    from .config import InferConfig
+    from .speed import parse_speed
+
+    cfg = InferConfig(
+        checkpoint=checkpoint, image=image, audio=audio, out=out, speed=parse_speed(speed), steps=steps,
+        guidance=guidance, seed=seed, size=size, device=device, dtype=dtype, motion_frames=motion_frames,
+        frames_per_clip=frames_per_clip, audio_encoder=audio_encoder, mask_scale=mask_scale, progress=not quiet,
+    )
+    result = generate(cfg)
+    typer.echo(
+        f"wrote {result.out}: {result.frames} frames at {result.fps:g} fps ({result.clips} clips, "
+        f"{result.size}x{result.size}) in {result.seconds['total']:.1f} s"
+    )
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if len(sys.argv) == 1:
+        sys.argv.append("--help")
+    try:
+        # not standalone: usage errors reach us and become one line with exit code 1
+        code = app(standalone_mode=False)
+    except UsageError as err:
+        typer.echo(f"error: {err.format_message()}", err=True)
+        sys.exit(1)
+    except InferError as err:
+        typer.echo(f"error: {err}", err=True)
+        sys.exit(1)
+    except (typer.Abort, KeyboardInterrupt):
+        typer.echo("interrupted; nothing was written to --out", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

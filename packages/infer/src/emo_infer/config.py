@@ -1,0 +1,75 @@
+"""Typed options of one generation (the CLI's flags, `generate`'s arguments)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from .errors import InferError
+
+Dtype = Literal["auto", "float32", "float16", "bfloat16"]
+
+
+@dataclass
+class InferConfig:
+    """One portrait + one recording -> one video."""
+
+    checkpoint: Path
+    """`emo-train` checkpoint: `RUN_DIR/checkpoints/<step>/`, a `checkpoints/` folder or a run
+    directory (its `last`). Stage 3 for head-speed control, stage 2 without it."""
+    image: Path
+    """The portrait: any photo Pillow (or FFmpeg) reads, with one face."""
+    audio: Path
+    """Speech or song: anything FFmpeg decodes (wav, mp3, m4a, flac, a video's audio track)."""
+    out: Path
+    """The video to write (H.264 + AAC; mp4 unless the suffix names another container)."""
+    speed: float | Path | None = None
+    """Head rotation speed in degrees/second: a constant, or a file with one value per output frame
+    (.npy, or text separated by spaces, commas or newlines). None: no speed conditioning."""
+    steps: int = 40
+    """DDIM denoising steps per clip (EMO uses 40)."""
+    guidance: float = 3.5
+    """Classifier-free guidance scale on the audio (1: no guidance, half the compute)."""
+    seed: int = 0
+    """Seeds the initial noise of every clip: the same seed gives the same video."""
+    size: int | None = None
+    """Output side in pixels (multiple of 8); None: the checkpoint's training resolution."""
+    device: str = "auto"
+    """`cpu`, `cuda`, `cuda:1`, ...; `auto`: the first GPU when there is one."""
+    dtype: Dtype = "auto"
+    """Weights and activations: `auto` is float16 on a GPU, float32 on the CPU."""
+    motion_frames: int = 4
+    """Last frames of a clip that condition the next clip (EMO: 4)."""
+    frames_per_clip: int = 12
+    """Frames generated per clip (EMO: 12)."""
+    audio_encoder: str | None = None
+    """wav2vec2 folder or hub id to use instead of the one the checkpoint's data was annotated with."""
+    mask_scale: float = 1.2
+    """The Face Locator mask is the portrait's face box grown by this factor about its centre:
+    training masks are unions of a moving face's boxes, larger than one box."""
+    crf: int = 18
+    """H.264 constant rate factor of the output."""
+    progress: bool = True
+    """Show a progress bar over clips and denoising steps."""
+
+    def __post_init__(self) -> None:
+        self.checkpoint, self.image, self.audio, self.out = (
+            Path(p) for p in (self.checkpoint, self.image, self.audio, self.out)
+        )
+
+        def check(ok: bool, message: str) -> None:
+            if not ok:
+                raise InferError(message)
+
+        check(self.steps >= 1, "--steps must be >= 1")
+        check(self.guidance >= 0, "--guidance must be >= 0")
+        check(self.frames_per_clip >= 1, "--frames-per-clip must be >= 1")
+        check(1 <= self.motion_frames <= self.frames_per_clip, "--motion-frames must be between 1 and --frames-per-clip")
+        check(self.size is None or (self.size >= 8 and self.size % 8 == 0), "--size must be a multiple of 8")
+        check(self.dtype in ("auto", "float32", "float16", "bfloat16"), "--dtype must be auto, float32, float16 or bfloat16")
+        check(self.mask_scale > 0, "--mask-scale must be > 0")
+        check(0 <= self.crf <= 51, "--crf must be in 0..51")
+        if isinstance(self.speed, (int, float)):
+            check(self.speed >= 0, "--speed must be >= 0 degrees/second")
+            self.speed = float(self.speed)

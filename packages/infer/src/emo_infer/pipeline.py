@@ -1,0 +1,194 @@
+"""Clip-by-clip generation: the reference through the ReferenceNet once per video, each clip's
+motion frames once per clip, DDIM with audio classifier-free guidance, VAE decoding per clip.
+
+    portrait (S, S, 3) --VAE--> reference latent --ReferenceNet--> reference attention features
+    for each clip of f frames:
+        motion = last n latents of the previous clip --ReferenceNet--> motion features (zeros: clip 1)
+        noise (1, 4, f, S/8, S/8) --DDIM x steps: EMOModel.denoise [uncond | cond]--> latents --VAE--> frames
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from .errors import InferError
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_device(device: str, dtype: str) -> tuple[torch.device, torch.dtype]:
+    """`auto` device: the first GPU if any; `auto` dtype: float16 on a GPU, float32 on the CPU."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise InferError(f"--device: unknown device {device!r} (cpu, cuda, cuda:1, ...)") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise InferError(f"--device {device}: no CUDA device available")
+    if dtype == "auto":
+        dtype = "float16" if resolved.type == "cuda" else "float32"
+    if dtype == "float16" and resolved.type == "cpu":
+        raise InferError("--dtype float16 needs a GPU; use bfloat16 or float32 on the CPU")
+    return resolved, getattr(torch, dtype)
+
+
+@dataclass
+class Timings:
+    """Seconds spent per part of the generation (GPU work synchronised before reading the clock)."""
+
+    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+    @contextmanager
+    def measure(self, part: str, device: torch.device):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        yield
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        self.seconds[part] += time.perf_counter() - start
+
+
+class EMOPipeline:
+    """An EMO model with its VAE and DDIM scheduler, ready to animate portraits."""
+
+    def __init__(self, model, vae, scheduler, device: torch.device, dtype: torch.dtype):
+        self.model, self.vae, self.scheduler = model, vae, scheduler
+        self.device, self.dtype = device, dtype
+        self.timings = Timings()
+
+    @torch.inference_mode()
+    def encode_image(self, rgb: np.ndarray) -> torch.Tensor:
+        """(S, S, 3) uint8 -> (1, 4, S/8, S/8) latent (the posterior mean, scaled as in training)."""
+        pixels = torch.from_numpy(rgb).permute(2, 0, 1)[None].to(self.device, self.dtype) / 127.5 - 1.0
+        return self.vae.encode(pixels).latent_dist.mode() * self.vae.config.scaling_factor
+
+    @torch.inference_mode()
+    def decode(self, latents: torch.Tensor) -> np.ndarray:
+        """(1, 4, f, h, w) -> (f, H, W, 3) uint8."""
+        flat = latents[0].transpose(0, 1) / self.vae.config.scaling_factor  # (f, 4, h, w)
+        pixels = self.vae.decode(flat.to(self.dtype)).sample.float()  # (f, 3, H, W) in [-1, 1]
+        return ((pixels.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        reference: np.ndarray,  # (S, S, 3) uint8 portrait crop
+        mask: np.ndarray,  # (S, S) uint8 face mask
+        audio_features: np.ndarray,  # (N, *feature_shape) per output frame
+        speed: np.ndarray | None,  # (N,) deg/s, or None
+        num_frames: int,  # N: frames to output (the features may run longer: zero-padded audio)
+        steps: int = 40,
+        guidance: float = 3.5,
+        seed: int = 0,
+        frames_per_clip: int = 12,
+        motion_frames: int = 4,
+        progress: bool = True,
+    ) -> Iterator[np.ndarray]:
+        """Yield the video's frames, (S, S, 3) uint8, one clip at a time."""
+        from emo_train.models.windows import frame_windows
+        from tqdm.auto import tqdm
+
+        model, device, dtype, timings = self.model, self.device, self.dtype, self.timings
+        f, n = frames_per_clip, motion_frames
+        if n + f > model.temporal.config.max_seq_length:
+            raise InferError(
+                f"--motion-frames + --frames-per-clip = {n + f} exceed the model's "
+                f"{model.temporal.config.max_seq_length} temporal positions"
+            )
+        clips = -(-num_frames // f)
+        total = clips * f  # the last clip is generated whole and cut
+        audio_features = _pad_frames(audio_features, total)
+        speed = None if speed is None else _pad_frames(speed, total)
+        # windows over the whole video, so that clip edges see their real neighbours
+        context = model.audio_projection.config.context_frames
+        windows = frame_windows(torch.from_numpy(audio_features)[None], context)  # (1, T, 2m+1, *shape)
+
+        size = reference.shape[0]
+        latent_shape = (1, model.backbone.config.in_channels, f, size // 8, size // 8)
+        face_mask = torch.from_numpy(mask.astype(np.float32) / 255.0)[None, None].to(device, dtype)  # (1, 1, S, S)
+        use_guidance = guidance != 1.0
+        generator = torch.Generator("cpu").manual_seed(seed)
+
+        with timings.measure("vae_encode", device):
+            reference_latent = self.encode_image(reference)
+        with timings.measure("reference_net", device):
+            features = model.encode_reference(reference_latent)  # zero motion features: the first clip
+
+        bar = tqdm(total=clips * steps, desc="generating", unit="step", disable=not progress)
+        previous = None  # (1, 4, f, h, w) latents of the previous clip
+        try:
+            for clip in range(clips):
+                bar.set_postfix(clip=f"{clip + 1}/{clips}")
+                frames = slice(clip * f, (clip + 1) * f)
+                if previous is not None:
+                    with timings.measure("reference_net", device):
+                        features = model.encode_motion(features, previous[:, :, -n:])
+                elif n != model.temporal.config.num_motion_frames:
+                    features = _zero_motion(features, n)
+                audio = windows[:, frames].to(device, dtype)  # (1, f, 2m+1, *shape)
+                clip_speed = None if speed is None else torch.from_numpy(speed[frames])[None].to(device)
+                if use_guidance:  # one batch: [no audio, audio]
+                    clip_features = _repeat(features, 2)
+                    audio = torch.cat([torch.zeros_like(audio), audio])
+                    clip_speed = None if clip_speed is None else clip_speed.repeat(2, 1)
+                    clip_mask = face_mask.repeat(2, 1, 1, 1)
+                else:
+                    clip_features, clip_mask = features, face_mask
+
+                latents = torch.randn(latent_shape, generator=generator).to(device, dtype)
+                self.scheduler.set_timesteps(steps, device=device)
+                latents = latents * self.scheduler.init_noise_sigma
+                for t in self.scheduler.timesteps:
+                    model_input = torch.cat([latents] * 2) if use_guidance else latents
+                    with timings.measure("denoise", device):
+                        noise = model.denoise(model_input, t, clip_features, audio, clip_mask, clip_speed)
+                    if use_guidance:
+                        unconditional, conditional = noise.chunk(2)
+                        noise = unconditional + guidance * (conditional - unconditional)
+                    latents = self.scheduler.step(noise, t, latents).prev_sample
+                    bar.update(1)
+                previous = latents
+                with timings.measure("vae_decode", device):
+                    pixels = self.decode(latents)
+                keep = min(f, num_frames - clip * f)
+                yield from pixels[:keep]
+        finally:
+            bar.close()
+
+
+def _pad_frames(values: np.ndarray, total: int) -> np.ndarray:
+    """Cut or zero-pad the first axis to `total` (speeds: repeat the last value)."""
+    if len(values) >= total:
+        return values[:total]
+    if values.ndim == 1:  # speed: hold the last value
+        return np.concatenate([values, np.full(total - len(values), values[-1], values.dtype)])
+    return np.concatenate([values, np.zeros((total - len(values), *values.shape[1:]), values.dtype)])
+
+
+def _repeat(features, times: int):
+    from emo_train.models.reference_net import ReferenceFeatures
+
+    return ReferenceFeatures(
+        {k: v.repeat(times, *[1] * (v.ndim - 1)) for k, v in features.attention.items()},
+        {k: v.repeat(times, *[1] * (v.ndim - 1)) for k, v in features.motion.items()},
+    )
+
+
+def _zero_motion(features, frames: int):
+    """First-clip features with `frames` zero motion frames."""
+    from emo_train.models.reference_net import ReferenceFeatures
+
+    return ReferenceFeatures(
+        features.attention,
+        {k: v.new_zeros(v.shape[0], frames, *v.shape[2:]) for k, v in features.motion.items()},
+    )

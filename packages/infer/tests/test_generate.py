@@ -1,0 +1,128 @@
+"""`emo_infer.generate` end to end on a tiny trained checkpoint: the video, its sound, determinism,
+clip-after-clip generation with motion frames, the audio formats and features of the checkpoint."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from conftest import FAST, FPS, SECONDS, decode, train_tiny, write_audio, write_talking_video
+from emo_annotate import samples
+from emo_annotate.media import AUDIO_RATE, read_audio
+from emo_infer import InferError, generate
+from emo_infer.checkpoint import load_weights, open_checkpoint
+from emo_infer.pipeline import EMOPipeline
+
+
+def test_video_has_the_frames_fps_size_and_sound_of_the_audio(assets, tmp_path):
+    out = tmp_path / "talking.mp4"
+    result = generate(checkpoint=assets["root"] / "run",  # a run directory: its last checkpoint
+                      image=assets["image"], audio=assets["speech"], out=out, speed=12.0, **FAST)
+    frames, facts = decode(out)
+    expected = round(SECONDS * FPS)
+    assert len(frames) == result.frames == expected == 75 and result.clips == 7
+    assert facts["codec"] == "h264" and facts["audio_codec"] == "aac" and facts["fps"] == FPS
+    assert (facts["width"], facts["height"]) == (64, 64) == frames[0].shape[1::-1]
+    sound = read_audio(out)  # decoded back, aligned to the first video frame
+    assert abs(len(sound) / AUDIO_RATE - SECONDS) <= 1 / FPS
+    assert abs(len(frames) / FPS - len(sound) / AUDIO_RATE) <= 1 / FPS
+    assert np.std(np.stack(frames).astype(np.float32)) > 1  # pixels, not a constant image
+    assert set(result.seconds) >= {"reference_net", "denoise", "vae_decode", "total"}
+
+
+def test_same_seed_same_video_other_seed_other_video(assets, tmp_path):
+    videos = {}
+    for name, seed in (("a", 7), ("b", 7), ("c", 8)):
+        generate(checkpoint=assets["checkpoint"], image=assets["image"], audio=assets["short"],
+                 out=tmp_path / f"{name}.mp4", seed=seed, **FAST)
+        videos[name] = np.stack(decode(tmp_path / f"{name}.mp4")[0])
+    assert np.array_equal(videos["a"], videos["b"])
+    assert not np.array_equal(videos["a"], videos["c"])
+
+
+def test_clips_are_joined_through_motion_frames(assets):
+    """Three clips: the ReferenceNet sees the reference once, then the previous clip's last 4
+    latents once per clip (never per denoising step); the backbone runs once per step and clip."""
+    info = open_checkpoint(assets["checkpoint"])
+    model, vae, scheduler = load_weights(info, torch.device("cpu"), torch.float32)
+    pipeline = EMOPipeline(model, vae, scheduler, torch.device("cpu"), torch.float32)
+    reference_inputs, clip_latents, backbone_calls = [], [], []
+    model.reference_net.register_forward_hook(lambda m, args, out: reference_inputs.append(args[0].clone()))
+    model.backbone.register_forward_hook(lambda m, args, out: backbone_calls.append(args[0].shape[0]))
+    decode_latents = pipeline.decode
+    pipeline.decode = lambda latents: (clip_latents.append(latents.clone()), decode_latents(latents))[1]
+
+    portrait = samples.astronaut_image()[::8, ::8].copy()  # (64, 64, 3)
+    mask = np.zeros((64, 64), np.uint8)
+    mask[16:48, 16:48] = 255
+    features = np.random.default_rng(0).standard_normal((36, 320)).astype(np.float32)
+    frames = list(pipeline.generate(portrait, mask, features, np.full(30, 10.0, np.float32), 30, steps=3,
+                                    guidance=2.0, progress=False))
+
+    assert len(frames) == 30 and frames[0].shape == (64, 64, 3)
+    assert len(clip_latents) == 3 and len(backbone_calls) == 3 * 3
+    assert set(backbone_calls) == {2 * 12}  # [unconditional, conditional] x 12 frames per call
+    assert [x.shape[0] for x in reference_inputs] == [1, 4, 4]  # reference, then 4 motion frames per clip
+    for clip in (1, 2):  # clip k's motion frames are clip k-1's last 4 latents
+        previous_last4 = clip_latents[clip - 1][0, :, -4:].transpose(0, 1)  # (4, c, h, w)
+        torch.testing.assert_close(reference_inputs[clip], previous_last4)
+
+
+def test_motion_frames_and_frames_per_clip_options(assets, tmp_path):
+    result = generate(checkpoint=assets["checkpoint"], image=assets["image"], audio=assets["short"],
+                      out=tmp_path / "o.mp4", frames_per_clip=8, motion_frames=2, guidance=1.0, **FAST)
+    assert result.frames == 25 and result.clips == 4
+    assert len(decode(tmp_path / "o.mp4")[0]) == 25
+
+
+@pytest.mark.parametrize("container", ["flac", "m4a", "mp3", "video"])
+def test_audio_formats(assets, tmp_path, container):
+    speech = read_audio(assets["short"])
+    if container == "video":
+        audio = write_talking_video(tmp_path / "clip.mp4", speech)
+    else:
+        codec = {"flac": "flac", "m4a": "aac", "mp3": "libmp3lame"}[container]
+        audio = write_audio(tmp_path / f"speech.{container}", speech, codec, rate=44100, stereo=True)
+    out = tmp_path / "out.mp4"
+    result = generate(checkpoint=assets["checkpoint"], image=assets["image"], audio=audio, out=out, guidance=1.0, **FAST)
+    assert abs(result.frames - FPS) <= 1  # 1 s of sound (+ codec padding)
+    frames, facts = decode(out)
+    assert len(frames) == result.frames
+    if container != "video":  # the input's own rate and channels are kept in the output
+        assert facts["audio_rate"] == 44100 and facts["audio_channels"] == 2
+    assert abs(len(read_audio(out)) / AUDIO_RATE - len(frames) / FPS) <= 1 / FPS
+
+
+def test_speed_file_one_value_per_frame(assets, tmp_path):
+    track = tmp_path / "speed.txt"
+    track.write_text("\n".join(str(v) for v in np.linspace(0, 40, 25)))
+    result = generate(checkpoint=assets["checkpoint"], image=assets["image"], audio=assets["short"],
+                      out=tmp_path / "o.mp4", speed=track, **FAST)
+    assert result.frames == 25
+    short = tmp_path / "short.npy"
+    np.save(short, np.ones(10, np.float32))
+    with pytest.raises(InferError, match="10 values.*25"):
+        generate(checkpoint=assets["checkpoint"], image=assets["image"], audio=assets["short"],
+                 out=tmp_path / "o2.mp4", speed=short, **FAST)
+
+
+def test_wav2vec2_features_from_the_recorded_encoder_or_audio_encoder(assets, tmp_path):
+    """A model trained on wav2vec2 shards: inference loads the encoder the checkpoint recorded
+    (a tiny random model saved with save_pretrained), or the one --audio-encoder names."""
+    encoder = samples.save_tiny_wav2vec2(tmp_path / "w2v")
+    shards = samples.make_sample_shards(tmp_path / "annotated", wav2vec2=str(encoder))
+    checkpoint = train_tiny(shards, tmp_path / "run", stage=2)
+    recorded = json.loads((checkpoint / "annotation.json").read_text())["audio_features"]
+    assert recorded["kind"] == "wav2vec2" and recorded["model"] == str(encoder) and recorded["shape"] == [3, 32]
+
+    common = dict(checkpoint=checkpoint, image=assets["image"], audio=assets["short"], **FAST)
+    first = generate(out=tmp_path / "a.mp4", **common)
+    moved = shutil.move(str(encoder), str(tmp_path / "elsewhere"))
+    with pytest.raises(InferError, match="--audio-encoder"):
+        generate(out=tmp_path / "b.mp4", **common)
+    second = generate(out=tmp_path / "b.mp4", audio_encoder=moved, **common)
+    assert first.frames == second.frames == 25
+    assert np.array_equal(np.stack(decode(tmp_path / "a.mp4")[0]), np.stack(decode(tmp_path / "b.mp4")[0]))
