@@ -10,6 +10,9 @@ weights through the library's own loader from the user's torch hub cache.
 from __future__ import annotations
 
 import os
+import sys
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -149,6 +152,23 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> float:
     inter = ix * iy
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return float(inter / union) if union > 0 else 0.0
+
+
+@contextmanager
+def native_logs_silenced():
+    """Hide MediaPipe's start-up chatter (TFLite and absl write to file descriptor 2 from C++,
+    protobuf warns from Python) around a detector's creation and first use, for CLIs whose
+    stderr should hold only their own messages. Exceptions still propagate."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull, warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="SymbolDatabase.GetPrototype")
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def make_detector(backend: LandmarkBackend) -> MediaPipeDetector | FanDetector:

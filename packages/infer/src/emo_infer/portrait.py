@@ -49,7 +49,7 @@ def prepare_portrait(path: Path, size: int, crop_scale: float, mask_scale: float
     """The face crop of the photo at `path` and its face mask; InferError without exactly a face."""
     from emo_annotate.config import AnnotateConfig
     from emo_annotate.crop import crop_box, crop_square, to_crop_pixels, union_mask
-    from emo_annotate.landmarks import make_detector
+    from emo_annotate.landmarks import make_detector, native_logs_silenced
     from emo_annotate.media import to_rgb
 
     rgb = read_image(path)
@@ -62,11 +62,12 @@ def prepare_portrait(path: Path, size: int, crop_scale: float, mask_scale: float
         import av
 
         small = to_rgb(av.VideoFrame.from_ndarray(rgb, format="rgb24"), max_side)
-    detector = make_detector(landmarks)
-    try:
-        found = detector.detect(small, width / small.shape[1])
-    finally:
-        detector.close()
+    with native_logs_silenced():
+        detector = make_detector(landmarks)
+        try:
+            found = detector.detect(small, width / small.shape[1])
+        finally:
+            detector.close()
     if found.face is None:
         raise InferError(f"--image: no face found in {path}")
     if found.count > 1:
