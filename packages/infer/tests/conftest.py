@@ -11,21 +11,11 @@ import numpy as np
 import pytest
 from emo_annotate import samples
 from emo_annotate.media import AUDIO_RATE, encode_wav, write_video
-from emo_train.config import TrainConfig
-from emo_train.train import train
+from emo_train.samples import tiny_checkpoint
 
 FPS = 25.0
 SECONDS = 3.0  # 75 frames: 7 clips of 12
 FAST = dict(steps=2, progress=False)  # few DDIM steps: the tests check the plumbing, not the quality
-
-
-def train_tiny(shards: Path, out: Path, stage: int = 3) -> Path:
-    """Two optimizer steps of the tiny preset: a real checkpoint with every component."""
-    cfg = TrainConfig.from_dict({
-        "stage": stage, "shards": str(shards), "out": str(out), "loader_workers": 0, "progress": False,
-        "shuffle_buffer": 4, "max_steps": 2, "lr": 1e-3,
-    })
-    return Path(train(cfg)["checkpoint"])
 
 
 def write_audio(path: Path, audio: np.ndarray, codec: str, rate: int = AUDIO_RATE, stereo: bool = False) -> Path:
@@ -45,15 +35,14 @@ def write_audio(path: Path, audio: np.ndarray, codec: str, rate: int = AUDIO_RAT
 @pytest.fixture(scope="session")
 def assets(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("infer")
-    shards = samples.make_sample_shards(root / "annotated")
+    checkpoint = tiny_checkpoint(root)  # root/annotated: real shards; root/run: 2 trained steps, stage 3
     speech = samples.synth_speech(SECONDS, seed=3)
     cv2.imwrite(str(root / "astronaut.png"), cv2.cvtColor(samples.astronaut_image(), cv2.COLOR_RGB2BGR))
     (root / "speech.wav").write_bytes(encode_wav(speech))
     (root / "short.wav").write_bytes(encode_wav(speech[: AUDIO_RATE]))  # 1 s: 25 frames, 3 clips
     return {
         "root": root,
-        "shards": shards,
-        "checkpoint": train_tiny(shards, root / "run"),
+        "checkpoint": checkpoint,
         "image": root / "astronaut.png",
         "speech": root / "speech.wav",
         "short": root / "short.wav",

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from conftest import decode
 from emo_infer import cli
 
@@ -76,6 +77,7 @@ def bad_cases(assets, no_face, tmp_path):
         "bad size": ({"--size": "100"}, "multiple of 8"),
         "float16 on cpu": ({"--dtype": "float16", "--device": "cpu"}, "needs a GPU"),
         "bad device": ({"--device": "tpu9"}, "unknown device"),
+        "no gpu": ({"--device": "cuda"}, "no CUDA device"),
         "motion longer than a clip": ({"--motion-frames": "13"}, "motion-frames"),
         "unknown option": ({"--colour": "red"}, "No such option"),
     }, good
@@ -84,7 +86,8 @@ def bad_cases(assets, no_face, tmp_path):
 CASES = [
     "no face", "image missing", "image not an image", "unreadable audio", "audio missing", "audio without sound",
     "missing checkpoint", "not a checkpoint", "out under a file", "out is a folder", "speed not a number",
-    "negative speed", "bad size", "float16 on cpu", "bad device", "motion longer than a clip", "unknown option",
+    "negative speed", "bad size", "float16 on cpu", "bad device",
+    pytest.param("no gpu", marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")), "motion longer than a clip", "unknown option",
 ]
 
 

@@ -9,12 +9,13 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import FAST, FPS, SECONDS, decode, train_tiny, write_audio, write_talking_video
+from conftest import FAST, FPS, SECONDS, decode, write_audio, write_talking_video
 from emo_annotate import samples
 from emo_annotate.media import AUDIO_RATE, read_audio
 from emo_infer import InferError, generate
 from emo_infer.checkpoint import load_weights, open_checkpoint
 from emo_infer.pipeline import EMOPipeline
+from emo_train.samples import tiny_checkpoint
 
 
 def test_video_has_the_frames_fps_size_and_sound_of_the_audio(assets, tmp_path):
@@ -113,8 +114,7 @@ def test_wav2vec2_features_from_the_recorded_encoder_or_audio_encoder(assets, tm
     """A model trained on wav2vec2 shards: inference loads the encoder the checkpoint recorded
     (a tiny random model saved with save_pretrained), or the one --audio-encoder names."""
     encoder = samples.save_tiny_wav2vec2(tmp_path / "w2v")
-    shards = samples.make_sample_shards(tmp_path / "annotated", wav2vec2=str(encoder))
-    checkpoint = train_tiny(shards, tmp_path / "run", stage=2)
+    checkpoint = tiny_checkpoint(tmp_path, stage=2, wav2vec2=str(encoder))
     recorded = json.loads((checkpoint / "annotation.json").read_text())["audio_features"]
     assert recorded["kind"] == "wav2vec2" and recorded["model"] == str(encoder) and recorded["shape"] == [3, 32]
 
@@ -126,3 +126,15 @@ def test_wav2vec2_features_from_the_recorded_encoder_or_audio_encoder(assets, tm
     second = generate(out=tmp_path / "b.mp4", audio_encoder=moved, **common)
     assert first.frames == second.frames == 25
     assert np.array_equal(np.stack(decode(tmp_path / "a.mp4")[0]), np.stack(decode(tmp_path / "b.mp4")[0]))
+
+
+def test_clip_windows_equal_the_whole_videos_windows():
+    """Audio windows are cut per clip (memory stays flat for long songs) yet clip edges see the
+    neighbouring clip's audio, exactly as windows over the whole video would."""
+    from emo_infer.pipeline import _clip_windows
+    from emo_train.models.windows import frame_windows
+
+    features = np.random.default_rng(0).standard_normal((30, 3, 4)).astype(np.float16)
+    whole = frame_windows(torch.from_numpy(features.astype(np.float32))[None], 2)
+    per_clip = torch.cat([_clip_windows(features, slice(s, min(s + 12, 30)), 2) for s in range(0, 30, 12)], dim=1)
+    assert torch.equal(per_clip, whole)

@@ -72,7 +72,7 @@ def make_featurizer(settings: dict[str, Any], audio_encoder: str | None = None):
 
 
 def audio_features(featurizer, samples: np.ndarray, num_frames: int, fps: float) -> np.ndarray:
-    """`[num_frames, *feature_shape]` float32 for the 16 kHz `samples`, zero-padded (silence) to
+    """`[num_frames, *feature_shape]` float16 (as stored in the shards) for the 16 kHz `samples`, zero-padded (silence) to
     `num_frames / fps` seconds. wav2vec2 runs over consecutive windows of at most
     FEATURE_WINDOW_SECONDS (frame-aligned), like the annotator's clips; mel is local and runs once."""
     from emo_annotate.media import AUDIO_RATE
@@ -84,13 +84,13 @@ def audio_features(featurizer, samples: np.ndarray, num_frames: int, fps: float)
         return np.pad(part, (0, max(0, (a1 - a0) - len(part))))
 
     if featurizer.kind == "mel":
-        return featurizer(span(0, num_frames), num_frames, fps).astype(np.float32)
+        return featurizer(span(0, num_frames), num_frames, fps)
     window = max(1, int(FEATURE_WINDOW_SECONDS * fps))
     pieces = []
     for first in range(0, num_frames, window):
         count = min(window, num_frames - first)
         pieces.append(featurizer(span(first, count), count, fps))
-    return np.concatenate(pieces).astype(np.float32)
+    return np.concatenate(pieces)
 
 
 def clip_count(num_frames: int, frames_per_clip: int) -> int:

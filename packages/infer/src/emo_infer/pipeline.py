@@ -95,7 +95,6 @@ class EMOPipeline:
         progress: bool = True,
     ) -> Iterator[np.ndarray]:
         """Yield the video's frames, (S, S, 3) uint8, one clip at a time."""
-        from emo_train.models.windows import frame_windows
         from tqdm.auto import tqdm
 
         model, device, dtype, timings = self.model, self.device, self.dtype, self.timings
@@ -109,9 +108,7 @@ class EMOPipeline:
         total = clips * f  # the last clip is generated whole and cut
         audio_features = _pad_frames(audio_features, total)
         speed = None if speed is None else _pad_frames(speed, total)
-        # windows over the whole video, so that clip edges see their real neighbours
         context = model.audio_projection.config.context_frames
-        windows = frame_windows(torch.from_numpy(audio_features)[None], context)  # (1, T, 2m+1, *shape)
 
         size = reference.shape[0]
         latent_shape = (1, model.backbone.config.in_channels, f, size // 8, size // 8)
@@ -135,7 +132,7 @@ class EMOPipeline:
                         features = model.encode_motion(features, previous[:, :, -n:])
                 elif n != model.temporal.config.num_motion_frames:
                     features = _zero_motion(features, n)
-                audio = windows[:, frames].to(device, dtype)  # (1, f, 2m+1, *shape)
+                audio = _clip_windows(audio_features, frames, context).to(device, dtype)  # (1, f, 2m+1, *shape)
                 clip_speed = None if speed is None else torch.from_numpy(speed[frames])[None].to(device)
                 if use_guidance:  # one batch: [no audio, audio]
                     clip_features = _repeat(features, 2)
@@ -173,6 +170,17 @@ def _pad_frames(values: np.ndarray, total: int) -> np.ndarray:
     if values.ndim == 1:  # speed: hold the last value
         return np.concatenate([values, np.full(total - len(values), values[-1], values.dtype)])
     return np.concatenate([values, np.zeros((total - len(values), *values.shape[1:]), values.dtype)])
+
+
+def _clip_windows(features: np.ndarray, frames: slice, context: int) -> torch.Tensor:
+    """Audio windows of one clip's frames, `(1, f, 2m+1, *shape)`, cut from the whole video's
+    features (clip edges see their real neighbours; only the video's own ends repeat the edge
+    frame). Built per clip: whole-video windows would hold 2m+1 copies of a long song's features."""
+    from emo_train.models.windows import frame_windows
+
+    lo, hi = max(0, frames.start - context), min(len(features), frames.stop + context)
+    part = torch.from_numpy(np.ascontiguousarray(features[lo:hi], np.float32))[None]
+    return frame_windows(part, context)[:, frames.start - lo : frames.stop - lo]
 
 
 def _repeat(features, times: int):
