@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import FAST, FPS
+from infer_media import FAST, FPS
 from emo_annotate.config import AnnotateConfig
 from emo_annotate.media import AUDIO_RATE, probe, read_audio
 from emo_annotate.pipeline import STATUS_FAILED, Annotator

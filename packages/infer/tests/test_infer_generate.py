@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import FAST, FPS, SECONDS, decode, write_audio, write_talking_video
+from infer_media import FAST, FPS, SECONDS, decode, write_audio, write_talking_video
 from emo_annotate import samples
 from emo_annotate.media import AUDIO_RATE, read_audio
 from emo_infer import InferError, generate

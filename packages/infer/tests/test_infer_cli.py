@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import torch
-from conftest import decode
+from infer_media import decode
 from emo_infer import cli
 
 
