@@ -30,9 +30,9 @@ def test_help(command):
 )
 def test_bad_input_is_one_line_and_exit_1(args, message, tmp_path):
     result = emo(*[a if a != "out" else str(tmp_path / "out") for a in args])
-    assert result.returncode != 0
-    assert message in result.stderr + result.stdout
-    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 1
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
 
 
 def test_output_that_is_a_file_or_foreign_dir_is_not_touched(tmp_path, media_dir):

@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 import torch
 from emo_annotate import samples
 from emo_annotate.media import encode_wav

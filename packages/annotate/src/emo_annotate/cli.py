@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from .cli_common import make_app, run_app
 from .errors import AnnotateError
 
-app = typer.Typer(
-    help="Annotate talking-head videos into WebDataset shards (head pose, speed, face masks, audio features).",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+app = make_app("Annotate talking-head videos into WebDataset shards (head pose, speed, face masks, audio features).")
 
 ShardsDir = Annotated[Path, typer.Argument(help="Output directory of `emo-annotate run`.")]
 
@@ -143,14 +138,11 @@ def demo(
 
 
 def main() -> None:
-    try:
-        app()
-    except (AnnotateError, FileNotFoundError, NotADirectoryError, PermissionError) as err:
-        typer.echo(f"error: {err}", err=True)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        typer.echo("interrupted; rerun the same command to resume", err=True)
-        sys.exit(130)
+    run_app(
+        app,
+        (AnnotateError, FileNotFoundError, NotADirectoryError, PermissionError),
+        "interrupted; rerun the same command to resume",
+    )
 
 
 if __name__ == "__main__":

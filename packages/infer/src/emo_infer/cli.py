@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import logging
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-
-try:  # typer >= 0.20 vendors its own copy of click
-    from typer._click.exceptions import UsageError
-except ImportError:  # pragma: no cover - older typer on top of click
-    from click.exceptions import UsageError
+from emo_annotate.cli_common import make_app, run_app
 
 from .errors import InferError
 
-app = typer.Typer(
-    help="Animate a portrait with a speech or song recording: an mp4 of any length, with sound.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+app = make_app("Animate a portrait with a speech or song recording: an mp4 of any length, with sound.")
 
 
 
@@ -62,22 +51,7 @@ def main_command(
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if len(sys.argv) == 1:
-        sys.argv.append("--help")
-    try:
-        # not standalone: usage errors reach us and become one line with exit code 1
-        code = app(standalone_mode=False)
-    except UsageError as err:
-        typer.echo(f"error: {err.format_message()}", err=True)
-        sys.exit(1)
-    except InferError as err:
-        typer.echo(f"error: {err}", err=True)
-        sys.exit(1)
-    except (typer.Abort, KeyboardInterrupt):
-        typer.echo("interrupted; nothing was written to --out", err=True)
-        sys.exit(130)
-    sys.exit(code if isinstance(code, int) else 0)
+    run_app(app, (InferError,), "interrupted; nothing was written to --out")
 
 
 if __name__ == "__main__":

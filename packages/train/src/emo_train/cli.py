@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import logging
-import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-
-try:  # typer >= 0.20 vendors its own copy of click
-    from typer._click.exceptions import UsageError
-except ImportError:  # pragma: no cover - older typer on top of click
-    from click.exceptions import UsageError
+from emo_annotate.cli_common import make_app, run_app
 
 from .config import TrainConfig, TrainError
 
-app = typer.Typer(
-    help="Train one stage of EMO on the annotator's shards (1: images, 2: video + audio, 3: + head speed).",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+app = make_app("Train one stage of EMO on the annotator's shards (1: images, 2: video + audio, 3: + head speed).")
 
 # shared option aliases; None = "not given" (so a --config file value is not overridden)
 Stage = Annotated[Optional[int], typer.Option(help="Training stage: 1, 2 or 3.", min=1, max=3)]
@@ -99,25 +88,11 @@ def _flatten(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if len(sys.argv) == 1:
-        sys.argv.append("--help")
-    try:
-        # not standalone: usage errors reach us and become one line with exit code 1
-        code = app(standalone_mode=False)
-    except UsageError as err:
-        typer.echo(f"error: {err.format_message()}", err=True)
-        sys.exit(1)
-    except typer.Abort:
-        typer.echo("interrupted; rerun with --resume to continue from the last checkpoint", err=True)
-        sys.exit(130)
-    except (TrainError, FileNotFoundError, NotADirectoryError, PermissionError) as err:
-        typer.echo(f"error: {err}", err=True)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        typer.echo("interrupted; rerun with --resume to continue from the last checkpoint", err=True)
-        sys.exit(130)
-    sys.exit(code if isinstance(code, int) else 0)
+    run_app(
+        app,
+        (TrainError, FileNotFoundError, NotADirectoryError, PermissionError),
+        "interrupted; rerun with --resume to continue from the last checkpoint",
+    )
 
 
 if __name__ == "__main__":
