@@ -72,6 +72,7 @@ def bad_cases(assets, no_face, tmp_path):
         "not a checkpoint": ({"--checkpoint": tmp_path}, "no checkpoint found"),
         "out under a file": ({"--out": a_file / "out.mp4"}, "cannot write"),
         "out is a folder": ({"--out": tmp_path}, "is a directory"),
+        "out not a video container": ({"--out": tmp_path / "out.gif"}, "write an H.264 + AAC video"),
         "speed not a number": ({"--speed": speed_text}, "cannot read"),
         "negative speed": ({"--speed": "-3"}, "--speed must be >= 0"),
         "bad size": ({"--size": "100"}, "multiple of 8"),
@@ -85,7 +86,7 @@ def bad_cases(assets, no_face, tmp_path):
 
 CASES = [
     "no face", "image missing", "image not an image", "unreadable audio", "audio missing", "audio without sound",
-    "missing checkpoint", "not a checkpoint", "out under a file", "out is a folder", "speed not a number",
+    "missing checkpoint", "not a checkpoint", "out under a file", "out is a folder", "out not a video container", "speed not a number",
     "negative speed", "bad size", "float16 on cpu", "bad device",
     pytest.param("no gpu", marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")), "motion longer than a clip", "unknown option",
 ]

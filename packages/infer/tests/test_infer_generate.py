@@ -44,6 +44,13 @@ def test_same_seed_same_video_other_seed_other_video(assets, tmp_path):
     assert not np.array_equal(videos["a"], videos["c"])
 
 
+def test_bfloat16_on_the_cpu(assets, tmp_path):
+    result = generate(checkpoint=assets["checkpoint"], image=assets["image"], audio=assets["short"],
+                      out=tmp_path / "bf16.mp4", dtype="bfloat16", device="cpu", **FAST)
+    frames = np.stack(decode(tmp_path / "bf16.mp4")[0])
+    assert result.frames == len(frames) == 25 and frames.std() > 1
+
+
 def test_clips_are_joined_through_motion_frames(assets):
     """Three clips: the ReferenceNet sees the reference once, then the previous clip's last 4
     latents once per clip (never per denoising step); the backbone runs once per step and clip."""

@@ -12,6 +12,8 @@ from .errors import InferError
 
 logger = logging.getLogger(__name__)
 
+CONTAINERS = {".mp4", ".mov", ".m4v", ".mkv"}  # containers that hold H.264 with AAC
+
 
 @dataclass(frozen=True)
 class GenerationResult:
@@ -29,9 +31,11 @@ def check_output(out: Path) -> Path:
     returns the temporary path the video is written to before it replaces `out`."""
     if out.is_dir():
         raise InferError(f"--out: {out} is a directory; give a file name such as {out / 'video.mp4'}")
+    if out.suffix.lower() not in CONTAINERS:
+        raise InferError(f"--out: {out.name}: write an H.264 + AAC video as {', '.join(sorted(CONTAINERS))}")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        partial = out.with_name(f".{out.stem}.partial{out.suffix or '.mp4'}")
+        partial = out.with_name(f".{out.stem}.partial{out.suffix}")
         partial.touch()
         partial.unlink()
     except OSError as err:
@@ -66,6 +70,8 @@ def generate(cfg: InferConfig | None = None, **options) -> GenerationResult:
     portrait = prepare_portrait(cfg.image, size, info.crop_scale, cfg.mask_scale)
     if speed is not None and info.stage < 3:
         logger.warning("the checkpoint is from stage %d: its speed layers are untrained, --speed has no learnt effect", info.stage)
+    if cfg.audio_encoder is not None and info.audio_features.get("kind") != "wav2vec2":
+        logger.warning("--audio-encoder ignored: the checkpoint was trained on %s features", info.audio_features.get("kind"))
     if speed is None and info.stage == 3:
         logger.warning("stage-3 checkpoint without --speed: no head-speed conditioning (try --speed 10..20)")
     prepared = time.perf_counter()

@@ -23,7 +23,7 @@ class InferConfig:
     audio: Path
     """Speech or song: anything FFmpeg decodes (wav, mp3, m4a, flac, a video's audio track)."""
     out: Path
-    """The video to write (H.264 + AAC; mp4 unless the suffix names another container)."""
+    """The video to write, H.264 + AAC: `.mp4` (or `.mov`, `.m4v`, `.mkv`)."""
     speed: float | Path | None = None
     """Head rotation speed in degrees/second: a constant, or a file with one value per output frame
     (.npy, or text separated by spaces, commas or newlines). None: no speed conditioning."""
