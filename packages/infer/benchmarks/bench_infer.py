@@ -10,6 +10,9 @@ rest (frame conversion, H.264/AAC encoding). References measured in the same run
 - ReferenceNet per step: what the ReferenceNet would cost if it ran at every denoising step
   instead of once per clip (its measured per-clip time x steps).
 
+Memory (`--memory`): peak RSS of fresh processes generating 10 s and 60 s of audio (1 DDIM step,
+no guidance: the number of clips, not the steps, is what could make memory grow with length).
+
 Checkpoints: `tiny` is trained for 2 steps by the real trainer on the bundled sample shards;
 `sd15` is the full-size architecture with random weights (timing only, no download), saved and
 loaded like a real checkpoint; run it on a GPU:
@@ -24,6 +27,8 @@ import argparse
 import json
 import platform
 import resource
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -88,6 +93,29 @@ def bare_denoising(checkpoint: Path, size: int, clips: int, steps: int, guidance
     return time.perf_counter() - start
 
 
+MEMORY_CHILD = """
+import json, resource, sys
+from emo_infer import generate
+result = generate(checkpoint=sys.argv[1], image=sys.argv[2], audio=sys.argv[3], out=sys.argv[4], steps=1,
+                  guidance=1.0, speed=12.0, device="cpu", progress=False)
+print(json.dumps({"frames": result.frames, "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))
+"""
+
+
+def memory_by_length(checkpoint: Path, image: Path, work: Path, lengths=(10.0, 60.0)) -> list[dict]:
+    """Peak RSS of a fresh process per audio length."""
+    rows = []
+    for seconds in lengths:
+        audio = work / f"speech_{seconds:g}s.wav"
+        audio.write_bytes(encode_wav(samples.synth_speech(seconds, seed=7)))
+        done = subprocess.run(
+            [sys.executable, "-c", MEMORY_CHILD, str(checkpoint), str(image), str(audio), str(work / "memory.mp4")],
+            capture_output=True, text=True, check=True,
+        )
+        rows.append({"audio_seconds": seconds, **json.loads(done.stdout.strip().splitlines()[-1])})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", choices=("tiny", "sd15"), default="tiny")
@@ -98,6 +126,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--work", type=Path, default=None, help="working folder (default: a temporary one)")
+    parser.add_argument("--memory", action="store_true", help="also peak RSS for 10 s and 60 s of audio (CPU)")
     args = parser.parse_args()
 
     from emo_infer import generate
@@ -149,6 +178,8 @@ def main() -> None:
             ),
         })
     report["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    if args.memory:
+        report["memory_by_audio_length"] = memory_by_length(checkpoint, image, work)
     if device.type == "cuda":
         report["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20)
     print(json.dumps(report, indent=2))

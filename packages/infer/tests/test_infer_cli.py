@@ -80,6 +80,8 @@ def bad_cases(assets, no_face, tmp_path):
         "bad device": ({"--device": "tpu9"}, "unknown device"),
         "no gpu": ({"--device": "cuda"}, "no CUDA device"),
         "motion longer than a clip": ({"--motion-frames": "13"}, "motion-frames"),
+        "clip longer than the temporal layers": ({"--frames-per-clip": "30"}, "34 exceed the model's 32 temporal positions"),
+        "more steps than the noise schedule": ({"--steps": "5000"}, "at most 1000"),
         "unknown option": ({"--colour": "red"}, "No such option"),
     }, good
 

@@ -86,11 +86,13 @@ def test_motion_frames_and_frames_per_clip_options(assets, tmp_path):
     assert len(decode(tmp_path / "o.mp4")[0]) == 25
 
 
-@pytest.mark.parametrize("container", ["flac", "m4a", "mp3", "video"])
+@pytest.mark.parametrize("container", ["flac", "m4a", "mp3", "video", "odd-rate wav"])
 def test_audio_formats(assets, tmp_path, container):
     speech = read_audio(assets["short"])
     if container == "video":
         audio = write_talking_video(tmp_path / "clip.mp4", speech)
+    elif container == "odd-rate wav":  # a rate AAC cannot encode: the output's sound is resampled
+        audio = write_audio(tmp_path / "speech.wav", speech, "pcm_s16le", rate=37800)
     else:
         codec = {"flac": "flac", "m4a": "aac", "mp3": "libmp3lame"}[container]
         audio = write_audio(tmp_path / f"speech.{container}", speech, codec, rate=44100, stereo=True)
@@ -99,9 +101,76 @@ def test_audio_formats(assets, tmp_path, container):
     assert abs(result.frames - FPS) <= 1  # 1 s of sound (+ codec padding)
     frames, facts = decode(out)
     assert len(frames) == result.frames
-    if container != "video":  # the input's own rate and channels are kept in the output
+    if container == "odd-rate wav":
+        assert facts["audio_rate"] == 48000 and facts["audio_channels"] == 1
+    elif container != "video":  # the input's own rate and channels are kept in the output
         assert facts["audio_rate"] == 44100 and facts["audio_channels"] == 2
     assert abs(len(read_audio(out)) / AUDIO_RATE - len(frames) / FPS) <= 1 / FPS
+
+
+def test_each_clip_gets_its_audio_speed_mask_and_guidance(assets):
+    """Inside the sampler: per denoising call the batch is [no audio, audio] with the clip's own
+    audio windows, speeds and the face mask; the scheduler gets uncond + g * (cond - uncond)."""
+    from emo_infer.pipeline import _pad_frames
+    from emo_train.models.windows import frame_windows
+
+    info = open_checkpoint(assets["checkpoint"])
+    model, vae, scheduler = load_weights(info, torch.device("cpu"), torch.float32)
+    pipeline = EMOPipeline(model, vae, scheduler, torch.device("cpu"), torch.float32)
+    calls, steps_taken = [], []
+    denoise, step = model.denoise, scheduler.step
+
+    def recording_denoise(latents, t, reference, audio, mask, speed):
+        noise = denoise(latents, t, reference, audio, mask, speed)
+        calls.append({"audio": audio, "mask": mask, "speed": speed, "noise": noise})
+        return noise
+
+    def recording_step(noise, t, latents, **kwargs):
+        steps_taken.append(noise)
+        return step(noise, t, latents, **kwargs)
+
+    model.denoise, scheduler.step = recording_denoise, recording_step
+    rng = np.random.default_rng(1)
+    features = rng.standard_normal((20, 320)).astype(np.float16)  # 20 frames: 2 clips, the 2nd padded
+    speed = np.linspace(0, 30, 20).astype(np.float32)
+    mask = np.zeros((64, 64), np.uint8)
+    mask[10:50, 12:52] = 255
+    guidance = 2.5
+    list(pipeline.generate(samples.astronaut_image()[::8, ::8].copy(), mask, features, speed, 20, steps=2,
+                           guidance=guidance, progress=False))
+
+    assert len(calls) == len(steps_taken) == 2 * 2
+    windows = frame_windows(torch.from_numpy(_pad_frames(features, 24).astype(np.float32))[None], 2)[0]
+    for index, call in enumerate(calls):
+        frames = slice(12 * (index // 2), 12 * (index // 2 + 1))
+        assert torch.count_nonzero(call["audio"][0]) == 0  # unconditional half: audio dropped
+        torch.testing.assert_close(call["audio"][1], windows[frames])  # this clip's own windows
+        expected_speed = torch.from_numpy(_pad_frames(speed, 24)[frames])
+        torch.testing.assert_close(call["speed"], torch.stack([expected_speed, expected_speed]))
+        torch.testing.assert_close(call["mask"][0, 0], torch.from_numpy(mask / 255.0).float())
+        assert torch.equal(call["mask"][0], call["mask"][1])
+        unconditional, conditional = call["noise"].chunk(2)
+        torch.testing.assert_close(steps_taken[index], unconditional + guidance * (conditional - unconditional))
+    # frames after the audio's end repeat its last frame (what a training clip's end sees)
+    centre = windows[:, 2]  # (24, 320): each frame's own features
+    assert torch.equal(centre[20:], centre[19:20].expand(4, -1))
+
+
+def test_api_validates_like_the_cli(assets, tmp_path):
+    common = dict(checkpoint=assets["checkpoint"], image=assets["image"], audio=assets["short"], out=tmp_path / "o.mp4")
+    with pytest.raises(InferError, match="--speed must be >= 0"):
+        generate(speed="-5", **common, **FAST)
+    track = tmp_path / "speeds.txt"
+    track.write_text(" ".join(["8"] * 25))
+    assert generate(speed=str(track), **common, **FAST).frames == 25  # a path given as a string
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_float16(assets, tmp_path):
+    result = generate(checkpoint=assets["checkpoint"], image=assets["image"], audio=assets["short"],
+                      out=tmp_path / "gpu.mp4", device="cuda", dtype="auto", speed=10.0, **FAST)
+    frames = np.stack(decode(tmp_path / "gpu.mp4")[0]).astype(np.float32)
+    assert result.frames == len(frames) == 25 and np.isfinite(frames).all() and frames.std() > 1
 
 
 def test_speed_file_one_value_per_frame(assets, tmp_path):
@@ -145,3 +214,28 @@ def test_clip_windows_equal_the_whole_videos_windows():
     whole = frame_windows(torch.from_numpy(features.astype(np.float32))[None], 2)
     per_clip = torch.cat([_clip_windows(features, slice(s, min(s + 12, 30)), 2) for s in range(0, 30, 12)], dim=1)
     assert torch.equal(per_clip, whole)
+
+
+def test_long_audio_wav2vec2_runs_in_near_equal_pieces(tmp_path):
+    """25 s of speech: wav2vec2 sees three pieces of about 8.3 s, as the annotator splits a 25 s
+    face track into clips of at most 10 s; mel runs over the whole audio at once."""
+    from emo_infer.audio import audio_features, make_featurizer
+
+    encoder = samples.save_tiny_wav2vec2(tmp_path / "w2v")
+    featurizer = make_featurizer({"kind": "wav2vec2", "model": str(encoder), "layers": [0, 1, 2], "shape": [3, 32]})
+    lengths = []
+
+    class Recording:  # the real featurizer, with its calls noted
+        kind = featurizer.kind
+
+        def __call__(self, audio, num_frames, fps):
+            lengths.append((len(audio), num_frames))
+            return featurizer(audio, num_frames, fps)
+
+    features = audio_features(Recording(), samples.synth_speech(25.0), 625, 25.0)
+    assert features.shape == (625, 3, 32) and features.dtype == np.float16 and np.isfinite(features).all()
+    assert [frames for _, frames in lengths] == [208, 209, 208]
+    assert [samples_ for samples_, _ in lengths] == [frames * 640 for _, frames in lengths]
+
+    mel = make_featurizer({"kind": "mel", "n_mels": 80, "n_fft": 400, "frames_per_video_frame": 4})
+    assert audio_features(mel, samples.synth_speech(25.0), 625, 25.0).shape == (625, 320)

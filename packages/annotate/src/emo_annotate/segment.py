@@ -72,7 +72,7 @@ def find_clips(
             start = t
 
     max_frames = max(cfg.min_frames, int(cfg.max_seconds * fps))
-    spans = [piece for run in runs if len(run) >= cfg.min_frames for piece in _split(run, max_frames)]
+    spans = [piece for run in runs if len(run) >= cfg.min_frames for piece in split_span(run, max_frames)]
     if spans:
         return spans, None
     return [], _reason(face_counts, runs, cfg.min_frames)
@@ -96,7 +96,7 @@ def _transient(flags: np.ndarray, max_len: int) -> np.ndarray:
     return out
 
 
-def _split(run: Span, max_frames: int) -> list[Span]:
+def split_span(run: Span, max_frames: int) -> list[Span]:
     """Near-equal pieces of at most max_frames frames."""
     pieces = math.ceil(len(run) / max_frames)
     edges = np.linspace(run.start, run.stop, pieces + 1).round().astype(int)

@@ -50,6 +50,10 @@ def generate(cfg: InferConfig | None = None, **options) -> GenerationResult:
     """
     import time
 
+    import torch
+
+    if cfg is not None and options:
+        raise TypeError("generate() takes an InferConfig or keyword options, not both")
     cfg = cfg if cfg is not None else InferConfig(**options)
     from emo_annotate.media import VideoWriter
 
@@ -62,12 +66,22 @@ def generate(cfg: InferConfig | None = None, **options) -> GenerationResult:
     # --- cheap checks first: a bad input fails in seconds, before any weights are loaded
     started = time.perf_counter()
     info = open_checkpoint(cfg.checkpoint)
+    if cfg.motion_frames + cfg.frames_per_clip > info.temporal_positions:
+        raise InferError(
+            f"--motion-frames + --frames-per-clip = {cfg.motion_frames + cfg.frames_per_clip} exceed the "
+            f"model's {info.temporal_positions} temporal positions"
+        )
+    if cfg.steps > info.train_timesteps:
+        raise InferError(f"--steps must be at most {info.train_timesteps} (the training noise schedule)")
     partial = check_output(cfg.out)
     device, dtype = resolve_device(cfg.device, cfg.dtype)
     size = cfg.size or info.train_size
     driving = load_audio(cfg.audio, info.fps)
     speed = speed_track(cfg.speed, driving.num_frames)
-    portrait = prepare_portrait(cfg.image, size, info.crop_scale, cfg.mask_scale)
+    portrait = prepare_portrait(cfg.image, size, info.crop_scale, cfg.mask_scale, info.annotation.get("landmarks") or "mediapipe")
+    if info.stage < 2:
+        logger.warning("a stage-%d checkpoint: its temporal layers and audio attention are untrained, "
+                       "the video will not follow the audio (use the stage-3 run)", info.stage)
     if speed is not None and info.stage < 3:
         logger.warning("the checkpoint is from stage %d: its speed layers are untrained, --speed has no learnt effect", info.stage)
     if cfg.audio_encoder is not None and info.audio_features.get("kind") != "wav2vec2":
@@ -77,9 +91,9 @@ def generate(cfg: InferConfig | None = None, **options) -> GenerationResult:
     prepared = time.perf_counter()
 
     # --- heavy work
-    featurizer = make_featurizer(info.audio_features, cfg.audio_encoder)
+    featurizer = make_featurizer(info.audio_features, cfg.audio_encoder, str(device))
     clips = clip_count(driving.num_frames, cfg.frames_per_clip)
-    features = audio_features(featurizer, driving.samples, clips * cfg.frames_per_clip, info.fps)
+    features = audio_features(featurizer, driving.samples, driving.num_frames, info.fps)
     featurized = time.perf_counter()
     model, vae, scheduler = load_weights(info, device, dtype)
     expected = tuple(model.audio_projection.config.feature_shape)
@@ -97,6 +111,9 @@ def generate(cfg: InferConfig | None = None, **options) -> GenerationResult:
             for rgb in frames:
                 writer.add(rgb)
         os.replace(partial, cfg.out)  # a failed or interrupted run never leaves a half-written video at --out
+    except torch.OutOfMemoryError:
+        raise InferError(f"out of {device.type} memory at {size}x{size}: lower --size or --frames-per-clip, "
+                         "or use --dtype float16/bfloat16") from None
     finally:
         partial.unlink(missing_ok=True)
     finished = time.perf_counter()

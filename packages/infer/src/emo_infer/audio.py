@@ -12,6 +12,9 @@ import numpy as np
 
 from .errors import InferError
 
+# sample rates the AAC encoder takes; other inputs are resampled to 48 kHz for the output
+AAC_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
+
 # wav2vec2 features are computed over windows no longer than the annotator's clips (its
 # ClipConfig.max_seconds): its context then matches what the model saw in training
 FEATURE_WINDOW_SECONDS = 10.0
@@ -37,6 +40,7 @@ def load_audio(path: Path, fps: float) -> DrivingAudio:
         raise InferError(f"--audio: no such file: {path}")
     try:
         rate, channels = audio_rate_of(path)
+        rate = rate if rate in AAC_RATES else 48000
         samples = read_audio(path)
         track = read_audio(path, rate=rate, stereo=channels >= 2)
     except MediaError as err:
@@ -46,7 +50,7 @@ def load_audio(path: Path, fps: float) -> DrivingAudio:
     return DrivingAudio(samples, track, rate, num_frames)
 
 
-def make_featurizer(settings: dict[str, Any], audio_encoder: str | None = None):
+def make_featurizer(settings: dict[str, Any], audio_encoder: str | None = None, device: str = "cpu"):
     """The annotator's featurizer with the settings a checkpoint recorded (`annotation.json`)."""
     from emo_annotate.audio_features import MelFeaturizer, Wav2Vec2Featurizer
     from emo_annotate.config import MelConfig, Wav2Vec2Config
@@ -59,7 +63,7 @@ def make_featurizer(settings: dict[str, Any], audio_encoder: str | None = None):
     if kind == "wav2vec2":
         model = audio_encoder or settings["model"]
         try:
-            featurizer = Wav2Vec2Featurizer(Wav2Vec2Config(model=model, layers=tuple(settings["layers"])))
+            featurizer = Wav2Vec2Featurizer(Wav2Vec2Config(model=model, layers=tuple(settings["layers"])), device=device)
         except (OSError, ValueError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise InferError(f"cannot load the wav2vec2 audio encoder {model!r} (pass --audio-encoder): {first}") from None
@@ -72,25 +76,25 @@ def make_featurizer(settings: dict[str, Any], audio_encoder: str | None = None):
 
 
 def audio_features(featurizer, samples: np.ndarray, num_frames: int, fps: float) -> np.ndarray:
-    """`[num_frames, *feature_shape]` float16 (as stored in the shards) for the 16 kHz `samples`, zero-padded (silence) to
-    `num_frames / fps` seconds. wav2vec2 runs over consecutive windows of at most
-    FEATURE_WINDOW_SECONDS (frame-aligned), like the annotator's clips; mel is local and runs once."""
+    """`[num_frames, *feature_shape]` float16 (as stored in the shards) for the 16 kHz `samples`.
+
+    wav2vec2 runs over near-equal pieces of at most FEATURE_WINDOW_SECONDS, split as the annotator
+    splits long face tracks into clips (its context and normalisation then span what they spanned
+    in training); mel is local and runs once.
+    """
     from emo_annotate.media import AUDIO_RATE
+    from emo_annotate.segment import Span, split_span
 
-    def span(first: int, count: int) -> np.ndarray:
-        a0 = round(first / fps * AUDIO_RATE)
-        a1 = round((first + count) / fps * AUDIO_RATE)
+    def piece(span: Span) -> np.ndarray:
+        a0, a1 = round(span.start / fps * AUDIO_RATE), round(span.stop / fps * AUDIO_RATE)
         part = samples[a0:a1]
-        return np.pad(part, (0, max(0, (a1 - a0) - len(part))))
+        return featurizer(np.pad(part, (0, max(0, (a1 - a0) - len(part)))), len(span), fps)
 
+    whole = Span(0, num_frames)
     if featurizer.kind == "mel":
-        return featurizer(span(0, num_frames), num_frames, fps)
+        return piece(whole)
     window = max(1, int(FEATURE_WINDOW_SECONDS * fps))
-    pieces = []
-    for first in range(0, num_frames, window):
-        count = min(window, num_frames - first)
-        pieces.append(featurizer(span(first, count), count, fps))
-    return np.concatenate(pieces)
+    return np.concatenate([piece(span) for span in split_span(whole, window)])
 
 
 def clip_count(num_frames: int, frames_per_clip: int) -> int:

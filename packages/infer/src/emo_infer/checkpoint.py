@@ -23,6 +23,8 @@ class CheckpointInfo:
     stage: int  # the training stage that wrote it
     train_size: int  # training resolution in pixels
     annotation: dict[str, Any]  # annotation.json: fps, crop_scale, audio feature settings
+    temporal_positions: int  # motion + target frames the temporal layers can take
+    train_timesteps: int  # length of the training noise schedule (DDIM steps can't exceed it)
 
     @property
     def fps(self) -> float:
@@ -56,10 +58,15 @@ def open_checkpoint(path: Path) -> CheckpointInfo:
     try:
         config = json.loads((folder / "config.json").read_text())
         annotation = json.loads((folder / ANNOTATION).read_text())
-    except (OSError, ValueError) as err:
+        temporal = json.loads((folder / "temporal" / "config.json").read_text())
+        schedule = folder / "scheduler" / "scheduler_config.json"
+        train_timesteps = json.loads(schedule.read_text())["num_train_timesteps"] if schedule.is_file() else 1000
+    except (OSError, ValueError, KeyError) as err:
         raise InferError(f"--checkpoint: cannot read its settings ({err}); was it written by emo-train?") from None
     size = config.get("data", {}).get("size") or (64 if config.get("model", {}).get("preset") == "tiny" else 512)
-    return CheckpointInfo(folder, int(config.get("stage", 0)), int(size), annotation)
+    return CheckpointInfo(
+        folder, int(config.get("stage", 0)), int(size), annotation, int(temporal["max_seq_length"]), int(train_timesteps)
+    )
 
 
 def load_weights(info: CheckpointInfo, device, dtype):

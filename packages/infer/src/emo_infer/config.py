@@ -70,6 +70,10 @@ class InferConfig:
         check(self.dtype in ("auto", "float32", "float16", "bfloat16"), "--dtype must be auto, float32, float16 or bfloat16")
         check(self.mask_scale > 0, "--mask-scale must be > 0")
         check(0 <= self.crf <= 51, "--crf must be in 0..51")
+        if isinstance(self.speed, str):
+            from .speed import parse_speed
+
+            self.speed = parse_speed(self.speed)
         if isinstance(self.speed, (int, float)):
             check(self.speed >= 0, "--speed must be >= 0 degrees/second")
             self.speed = float(self.speed)

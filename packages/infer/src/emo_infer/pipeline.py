@@ -34,6 +34,12 @@ def resolve_device(device: str, dtype: str) -> tuple[torch.device, torch.dtype]:
         raise InferError(f"--device: unknown device {device!r} (cpu, cuda, cuda:1, ...)") from None
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise InferError(f"--device {device}: no CUDA device available")
+    if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
+        raise InferError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise InferError(f"--device {device}: MPS is not available")
+    if resolved.type not in ("cpu", "cuda", "mps"):
+        raise InferError(f"--device {device}: use cpu, cuda[:N] or mps")
     if dtype == "auto":
         dtype = "float16" if resolved.type == "cuda" else "float32"
     if dtype == "float16" and resolved.type == "cpu":
@@ -84,9 +90,9 @@ class EMOPipeline:
         self,
         reference: np.ndarray,  # (S, S, 3) uint8 portrait crop
         mask: np.ndarray,  # (S, S) uint8 face mask
-        audio_features: np.ndarray,  # (N, *feature_shape) per output frame
+        audio_features: np.ndarray,  # (N, *feature_shape) per output frame (at least N; more are ignored)
         speed: np.ndarray | None,  # (N,) deg/s, or None
-        num_frames: int,  # N: frames to output (the features may run longer: zero-padded audio)
+        num_frames: int,  # N: frames to output
         steps: int = 40,
         guidance: float = 3.5,
         seed: int = 0,
@@ -100,10 +106,7 @@ class EMOPipeline:
         model, device, dtype, timings = self.model, self.device, self.dtype, self.timings
         f, n = frames_per_clip, motion_frames
         if n + f > model.temporal.config.max_seq_length:
-            raise InferError(
-                f"--motion-frames + --frames-per-clip = {n + f} exceed the model's "
-                f"{model.temporal.config.max_seq_length} temporal positions"
-            )
+            raise ValueError(f"{n} motion + {f} frames exceed the model's {model.temporal.config.max_seq_length} temporal positions")
         clips = -(-num_frames // f)
         total = clips * f  # the last clip is generated whole and cut
         audio_features = _pad_frames(audio_features, total)
@@ -164,12 +167,12 @@ class EMOPipeline:
 
 
 def _pad_frames(values: np.ndarray, total: int) -> np.ndarray:
-    """Cut or zero-pad the first axis to `total` (speeds: repeat the last value)."""
+    """Cut the first axis to `total`, or extend it by repeating the last frame: the frames after
+    the audio's end (the rest of the last clip, cut from the video) see what a training clip's
+    end sees, its edge frame repeated."""
     if len(values) >= total:
         return values[:total]
-    if values.ndim == 1:  # speed: hold the last value
-        return np.concatenate([values, np.full(total - len(values), values[-1], values.dtype)])
-    return np.concatenate([values, np.zeros((total - len(values), *values.shape[1:]), values.dtype)])
+    return np.concatenate([values, np.repeat(values[-1:], total - len(values), axis=0)])
 
 
 def _clip_windows(features: np.ndarray, frames: slice, context: int) -> torch.Tensor:
