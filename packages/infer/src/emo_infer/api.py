@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import InferConfig
 from .errors import InferError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from .audio import DrivingAudio
+    from .checkpoint import CheckpointInfo
+    from .portrait import Portrait
 
 logger = logging.getLogger(__name__)
 
@@ -43,28 +53,28 @@ def check_output(out: Path) -> Path:
     return partial
 
 
-def generate(cfg: InferConfig | None = None, **options) -> GenerationResult:
-    """Animate `image` with `audio` into `out` (see `InferConfig` for the options).
+@dataclass
+class PreparedInputs:
+    """Every input, checked and decoded; nothing heavy loaded yet."""
 
-        generate(checkpoint="runs/s3", image="me.jpg", audio="song.m4a", out="me.mp4", speed=15)
-    """
-    import time
+    info: "CheckpointInfo"
+    partial: Path  # where the video is written before it replaces --out
+    device: "torch.device"
+    dtype: "torch.dtype"
+    size: int
+    driving: "DrivingAudio"
+    speed: "np.ndarray | None"  # (frames,) deg/s
+    portrait: "Portrait"
 
-    import torch
 
-    if cfg is not None and options:
-        raise TypeError("generate() takes an InferConfig or keyword options, not both")
-    cfg = cfg if cfg is not None else InferConfig(**options)
-    from emo_annotate.media import VideoWriter
-
-    from .audio import audio_features, clip_count, load_audio, make_featurizer
-    from .checkpoint import load_weights, open_checkpoint
-    from .pipeline import EMOPipeline, resolve_device
+def prepare_inputs(cfg: InferConfig) -> PreparedInputs:
+    """The cheap checks, in order of cost: a bad input fails in seconds, before weights load."""
+    from .audio import load_audio
+    from .checkpoint import open_checkpoint
+    from .pipeline import resolve_device
     from .portrait import prepare_portrait
     from .speed import speed_track
 
-    # --- cheap checks first: a bad input fails in seconds, before any weights are loaded
-    started = time.perf_counter()
     info = open_checkpoint(cfg.checkpoint)
     if cfg.motion_frames + cfg.frames_per_clip > info.temporal_positions:
         raise InferError(
@@ -78,52 +88,81 @@ def generate(cfg: InferConfig | None = None, **options) -> GenerationResult:
     size = cfg.size or info.train_size
     driving = load_audio(cfg.audio, info.fps)
     speed = speed_track(cfg.speed, driving.num_frames)
-    portrait = prepare_portrait(cfg.image, size, info.crop_scale, cfg.mask_scale, info.annotation.get("landmarks") or "mediapipe")
+    landmarks = info.annotation.get("landmarks") or "mediapipe"  # boxes as the training data's detector drew them
+    portrait = prepare_portrait(cfg.image, size, info.crop_scale, cfg.mask_scale, landmarks)
+    _warn_about_conditioning(cfg, info, speed is not None)
+    return PreparedInputs(info, partial, device, dtype, size, driving, speed, portrait)
+
+
+def _warn_about_conditioning(cfg: InferConfig, info, has_speed: bool) -> None:
     if info.stage < 2:
         logger.warning("a stage-%d checkpoint: its temporal layers and audio attention are untrained, "
                        "the video will not follow the audio (use the stage-3 run)", info.stage)
-    if speed is not None and info.stage < 3:
+    if has_speed and info.stage < 3:
         logger.warning("the checkpoint is from stage %d: its speed layers are untrained, --speed has no learnt effect", info.stage)
+    if not has_speed and info.stage == 3:
+        logger.warning("stage-3 checkpoint without --speed: no head-speed conditioning (try --speed 10..20)")
     if cfg.audio_encoder is not None and info.audio_features.get("kind") != "wav2vec2":
         logger.warning("--audio-encoder ignored: the checkpoint was trained on %s features", info.audio_features.get("kind"))
-    if speed is None and info.stage == 3:
-        logger.warning("stage-3 checkpoint without --speed: no head-speed conditioning (try --speed 10..20)")
+
+
+def generate(cfg: InferConfig | None = None, **options) -> GenerationResult:
+    """Animate `image` with `audio` into `out` (see `InferConfig` for the options).
+
+        generate(checkpoint="runs/s3", image="me.jpg", audio="song.m4a", out="me.mp4", speed=15)
+    """
+    import torch
+    from emo_annotate.media import VideoWriter
+
+    from .audio import audio_features, clip_count, make_featurizer
+    from .checkpoint import load_weights
+    from .pipeline import EMOPipeline
+
+    if cfg is not None and options:
+        raise TypeError("generate() takes an InferConfig or keyword options, not both")
+    cfg = cfg if cfg is not None else InferConfig(**options)
+
+    started = time.perf_counter()
+    inputs = prepare_inputs(cfg)
+    info, device = inputs.info, inputs.device
     prepared = time.perf_counter()
 
-    # --- heavy work
     featurizer = make_featurizer(info.audio_features, cfg.audio_encoder, str(device))
-    clips = clip_count(driving.num_frames, cfg.frames_per_clip)
-    features = audio_features(featurizer, driving.samples, driving.num_frames, info.fps)
+    features = audio_features(featurizer, inputs.driving.samples, inputs.driving.num_frames, info.fps)
     featurized = time.perf_counter()
-    model, vae, scheduler = load_weights(info, device, dtype)
+    model, vae, scheduler = load_weights(info, device, inputs.dtype)
     expected = tuple(model.audio_projection.config.feature_shape)
     if tuple(features.shape[1:]) != expected:
         raise InferError(f"the audio features are {list(features.shape[1:])}, the model expects {list(expected)}")
-    pipeline = EMOPipeline(model, vae, scheduler, device, dtype)
+    pipeline = EMOPipeline(model, vae, scheduler, device, inputs.dtype)
     loaded = time.perf_counter()
 
     frames = pipeline.generate(
-        portrait.pixels, portrait.mask, features, speed, driving.num_frames, steps=cfg.steps, guidance=cfg.guidance,
-        seed=cfg.seed, frames_per_clip=cfg.frames_per_clip, motion_frames=cfg.motion_frames, progress=cfg.progress,
+        inputs.portrait.pixels, inputs.portrait.mask, features, inputs.speed, inputs.driving.num_frames,
+        steps=cfg.steps, guidance=cfg.guidance, seed=cfg.seed, frames_per_clip=cfg.frames_per_clip,
+        motion_frames=cfg.motion_frames, progress=cfg.progress,
     )
+    driving = inputs.driving
     try:
-        with VideoWriter(partial, info.fps, audio=driving.track, audio_rate=driving.track_rate, crf=cfg.crf) as writer:
+        with VideoWriter(inputs.partial, info.fps, audio=driving.track, audio_rate=driving.track_rate, crf=cfg.crf) as writer:
             for rgb in frames:
                 writer.add(rgb)
-        os.replace(partial, cfg.out)  # a failed or interrupted run never leaves a half-written video at --out
+        os.replace(inputs.partial, cfg.out)  # a failed or interrupted run never leaves a half-written video at --out
     except torch.OutOfMemoryError:
-        raise InferError(f"out of {device.type} memory at {size}x{size}: lower --size or --frames-per-clip, "
-                         "or use --dtype float16/bfloat16") from None
+        raise InferError(f"out of {device.type} memory at {inputs.size}x{inputs.size}: lower --size or "
+                         "--frames-per-clip, or use --dtype float16/bfloat16") from None
     finally:
-        partial.unlink(missing_ok=True)
+        inputs.partial.unlink(missing_ok=True)
     finished = time.perf_counter()
 
+    parts = dict(pipeline.timings.seconds)
     seconds = {
         "inputs": prepared - started,
         "features": featurized - prepared,
         "load": loaded - featurized,
-        **pipeline.timings.seconds,
+        **parts,
+        "write_and_other": (finished - loaded) - sum(parts.values()),
         "total": finished - started,
     }
-    seconds["write_and_other"] = (finished - loaded) - sum(pipeline.timings.seconds.values())
-    return GenerationResult(cfg.out, writer.frames, info.fps, size, clips, driving.seconds, dict(seconds))
+    clips = clip_count(driving.num_frames, cfg.frames_per_clip)
+    return GenerationResult(cfg.out, writer.frames, info.fps, inputs.size, clips, driving.seconds, seconds)
