@@ -73,9 +73,9 @@ def bare_denoising(checkpoint: Path, size: int, clips: int, steps: int, guidance
         reference = model.encode_reference(torch.randn(1, 4, latent, latent, device=device, dtype=dtype))
         reference = model.encode_motion(reference, torch.randn(1, 4, 4, latent, latent, device=device, dtype=dtype))
         if batch == 2:
-            from emo_infer.pipeline import _repeat
+            from emo_infer.pipeline import repeat_batch
 
-            reference = _repeat(reference, 2)
+            reference = repeat_batch(reference, 2)
         shape = tuple(model.audio_projection.config.feature_shape)
         window = 2 * model.audio_projection.config.context_frames + 1
         audio = torch.randn(batch, 12, window, *shape, device=device, dtype=dtype)

@@ -128,3 +128,10 @@ def test_failure_during_generation_keeps_the_old_video(assets, tmp_path, monkeyp
                  steps=1, progress=False)
     assert out.read_bytes() == b"an earlier video"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]
+
+
+def test_checkpoint_folder_list_matches_the_model_components():
+    from emo_infer.checkpoint import COMPONENT_DIRS
+    from emo_train.models.emo import COMPONENTS
+
+    assert set(COMPONENT_DIRS) == {*COMPONENTS, "vae"}

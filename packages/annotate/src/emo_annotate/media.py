@@ -127,14 +127,32 @@ def to_yuv420(frame: av.VideoFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     )
 
 
-def read_audio(path: Path, rate: int | None = AUDIO_RATE, stereo: bool = False) -> np.ndarray:
-    """The first audio stream as float32, aligned to the first video frame (if there is video):
-    mono `(n,)` at 16 kHz by default; `rate=None` keeps the stream's own rate (see
-    `audio_rate_of`), `stereo=True` gives `(2, n)`.
+def read_audio(path: Path) -> np.ndarray:
+    """The first audio stream as float32 mono at 16 kHz, aligned to the first video frame.
 
     Raises MediaError when there is no audio stream or it cannot be decoded.
     """
-    layout = "stereo" if stereo else "mono"
+    return _decode_audio(path, AUDIO_RATE, "mono")[0][0]
+
+
+def read_audio_track(path: Path) -> tuple[np.ndarray, int]:
+    """The first audio stream as it is: float32 `(channels, n)` (1 or 2 channels; more are mixed
+    down to stereo) at its own sample rate, aligned to the first video frame; and that rate."""
+    return _decode_audio(path, None, None)
+
+
+def resample_audio(audio: np.ndarray, rate: int, to_rate: int, layout: str) -> np.ndarray:
+    """float32 `(channels, n)` at `rate` -> `(channels', n')` at `to_rate` in `layout` (mono, stereo)."""
+    frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(audio, np.float32), format="fltp",
+                                       layout="stereo" if audio.shape[0] == 2 else "mono")
+    frame.sample_rate, frame.pts = rate, 0
+    resampler = av.AudioResampler(format="fltp", layout=layout, rate=to_rate)
+    chunks = [out.to_ndarray() for out in [*resampler.resample(frame), *resampler.resample(None)]]
+    return np.concatenate(chunks, axis=1).astype(np.float32)
+
+
+def _decode_audio(path: Path, rate: int | None, layout: str | None) -> tuple[np.ndarray, int]:
+    """`(channels, n)` float32 and its rate; `rate` / `layout` None keep the stream's own."""
     try:
         with av.open(str(path)) as container:
             if not container.streams.audio:
@@ -143,6 +161,7 @@ def read_audio(path: Path, rate: int | None = AUDIO_RATE, stereo: bool = False) 
             stream = container.streams.audio[0]
             audio_start = _stream_start_s(stream)
             rate = rate or stream.codec_context.sample_rate or AUDIO_RATE
+            layout = layout or ("stereo" if (stream.codec_context.channels or 1) >= 2 else "mono")
             resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
             chunks = []
             for frame in container.decode(stream):
@@ -150,7 +169,7 @@ def read_audio(path: Path, rate: int | None = AUDIO_RATE, stereo: bool = False) 
             chunks.extend(out.to_ndarray() for out in resampler.resample(None))
     except av.FFmpegError as err:
         raise MediaError(f"audio decoding failed ({_describe(err)})") from None
-    channels = 2 if stereo else 1
+    channels = 2 if layout == "stereo" else 1
     audio = np.concatenate(chunks, axis=1).astype(np.float32) if chunks else np.zeros((channels, 0), np.float32)
     if audio.shape[1] == 0:
         raise MediaError("audio track is empty")
@@ -160,19 +179,7 @@ def read_audio(path: Path, rate: int | None = AUDIO_RATE, stereo: bool = False) 
         audio = np.concatenate([np.zeros((channels, offset), np.float32), audio], axis=1)
     elif offset < 0:
         audio = audio[:, -offset:]
-    return audio if stereo else audio[0]
-
-
-def audio_rate_of(path: Path) -> tuple[int, int]:
-    """(sample rate, channels) of the first audio stream; raises MediaError when there is none."""
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.audio:
-                raise MediaError("no audio track")
-            codec = container.streams.audio[0].codec_context
-            return int(codec.sample_rate or AUDIO_RATE), int(codec.channels or 1)
-    except av.FFmpegError as err:
-        raise MediaError(f"cannot open ({_describe(err)})") from None
+    return audio, rate
 
 
 def _stream_start_s(stream) -> float:

@@ -114,9 +114,9 @@ def generate(cfg: InferConfig | None = None, **options) -> GenerationResult:
     import torch
     from emo_annotate.media import VideoWriter
 
-    from .audio import audio_features, clip_count, make_featurizer
+    from .audio import audio_features, make_featurizer
     from .checkpoint import load_weights
-    from .pipeline import EMOPipeline
+    from .pipeline import EMOPipeline, clip_count
 
     if cfg is not None and options:
         raise TypeError("generate() takes an InferConfig or keyword options, not both")

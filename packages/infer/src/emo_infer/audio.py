@@ -1,9 +1,8 @@
-"""The driving audio: decoded once for the features (16 kHz mono, as annotated) and once as it
-is for the output's sound track; features made exactly as the checkpoint's training data was."""
+"""The driving audio: decoded once as it is (the output's sound track) and resampled to 16 kHz
+mono for the features, which are made exactly as the checkpoint's training data was."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,18 +33,18 @@ class DrivingAudio:
 
 def load_audio(path: Path, fps: float) -> DrivingAudio:
     from emo_annotate.errors import MediaError
-    from emo_annotate.media import audio_rate_of, read_audio
+    from emo_annotate.media import AUDIO_RATE, read_audio_track, resample_audio
 
     if not path.is_file():
         raise InferError(f"--audio: no such file: {path}")
     try:
-        rate, channels = audio_rate_of(path)
-        rate = rate if rate in AAC_RATES else 48000
-        samples = read_audio(path)
-        track = read_audio(path, rate=rate, stereo=channels >= 2)
+        track, rate = read_audio_track(path)
     except MediaError as err:
         raise InferError(f"--audio: cannot use {path}: {err}") from None
-    track = np.atleast_2d(track)
+    layout = "stereo" if track.shape[0] == 2 else "mono"
+    samples = resample_audio(track, rate, AUDIO_RATE, "mono")[0]
+    if rate not in AAC_RATES:
+        track, rate = resample_audio(track, rate, 48000, layout), 48000
     num_frames = max(1, round(track.shape[1] / rate * fps))
     return DrivingAudio(samples, track, rate, num_frames)
 
@@ -95,7 +94,3 @@ def audio_features(featurizer, samples: np.ndarray, num_frames: int, fps: float)
         return piece(whole)
     window = max(1, int(FEATURE_WINDOW_SECONDS * fps))
     return np.concatenate([piece(span) for span in split_span(whole, window)])
-
-
-def clip_count(num_frames: int, frames_per_clip: int) -> int:
-    return math.ceil(num_frames / frames_per_clip)

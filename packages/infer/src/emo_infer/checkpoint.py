@@ -13,6 +13,8 @@ from .errors import InferError
 
 logger = logging.getLogger(__name__)
 
+# the folders of `emo_train.models.emo.COMPONENTS` plus the VAE; spelled out because importing
+# that module pulls in diffusers (seconds), and this check runs before any heavy work
 COMPONENT_DIRS = ("backbone", "reference_net", "face_locator", "audio_projection", "audio_attention", "temporal",
                   "speed_encoder", "vae")
 

@@ -18,6 +18,7 @@ from typing import Iterator
 
 import numpy as np
 import torch
+from emo_train.models.reference_net import ReferenceFeatures
 
 from .errors import InferError
 
@@ -107,7 +108,7 @@ class EMOPipeline:
         f, n = frames_per_clip, motion_frames
         if n + f > model.temporal.config.max_seq_length:
             raise ValueError(f"{n} motion + {f} frames exceed the model's {model.temporal.config.max_seq_length} temporal positions")
-        clips = -(-num_frames // f)
+        clips = clip_count(num_frames, f)
         total = clips * f  # the last clip is generated whole and cut
         audio_features = _pad_frames(audio_features, total)
         speed = None if speed is None else _pad_frames(speed, total)
@@ -123,6 +124,8 @@ class EMOPipeline:
             reference_latent = self.encode_image(reference)
         with timings.measure("reference_net", device):
             features = model.encode_reference(reference_latent)  # zero motion features: the first clip
+        # [no audio, audio] halves share the reference: repeated once per video, motion per clip
+        batch_attention = _repeated(features.attention, 2) if use_guidance else None
 
         bar = tqdm(total=clips * steps, desc="generating", unit="step", disable=not progress)
         previous = None  # (1, 4, f, h, w) latents of the previous clip
@@ -138,7 +141,7 @@ class EMOPipeline:
                 audio = _clip_windows(audio_features, frames, context).to(device, dtype)  # (1, f, 2m+1, *shape)
                 clip_speed = None if speed is None else torch.from_numpy(speed[frames])[None].to(device)
                 if use_guidance:  # one batch: [no audio, audio]
-                    clip_features = _repeat(features, 2)
+                    clip_features = ReferenceFeatures(batch_attention, _repeated(features.motion, 2))
                     audio = torch.cat([torch.zeros_like(audio), audio])
                     clip_speed = None if clip_speed is None else clip_speed.repeat(2, 1)
                     clip_mask = face_mask.repeat(2, 1, 1, 1)
@@ -186,19 +189,21 @@ def _clip_windows(features: np.ndarray, frames: slice, context: int) -> torch.Te
     return frame_windows(part, context)[:, frames.start - lo : frames.stop - lo]
 
 
-def _repeat(features, times: int):
-    from emo_train.models.reference_net import ReferenceFeatures
-
-    return ReferenceFeatures(
-        {k: v.repeat(times, *[1] * (v.ndim - 1)) for k, v in features.attention.items()},
-        {k: v.repeat(times, *[1] * (v.ndim - 1)) for k, v in features.motion.items()},
-    )
+def clip_count(num_frames: int, frames_per_clip: int) -> int:
+    return -(-num_frames // frames_per_clip)
 
 
-def _zero_motion(features, frames: int):
+def repeat_batch(features: ReferenceFeatures, times: int) -> ReferenceFeatures:
+    """The features `times` over along the batch axis (for batched guidance)."""
+    return ReferenceFeatures(_repeated(features.attention, times), _repeated(features.motion, times))
+
+
+def _repeated(tensors: dict[str, torch.Tensor], times: int) -> dict[str, torch.Tensor]:
+    return {k: v.repeat(times, *[1] * (v.ndim - 1)) for k, v in tensors.items()}
+
+
+def _zero_motion(features: ReferenceFeatures, frames: int) -> ReferenceFeatures:
     """First-clip features with `frames` zero motion frames."""
-    from emo_train.models.reference_net import ReferenceFeatures
-
     return ReferenceFeatures(
         features.attention,
         {k: v.new_zeros(v.shape[0], frames, *v.shape[2:]) for k, v in features.motion.items()},

@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from .errors import InferError
@@ -50,18 +51,15 @@ def prepare_portrait(path: Path, size: int, crop_scale: float, mask_scale: float
     from emo_annotate.config import AnnotateConfig
     from emo_annotate.crop import crop_box, crop_square, to_crop_pixels, union_mask
     from emo_annotate.landmarks import make_detector, native_logs_silenced
-    from emo_annotate.media import to_rgb
 
     rgb = read_image(path)
     height, width = rgb.shape[:2]
-    # detect on a downscaled copy, as the annotator does (the face detector's input is small anyway)
+    # detect on a copy downscaled as the annotator's (the face detector's input is small anyway)
     max_side = AnnotateConfig().detect_max_side
-    scale = max(width, height) / max_side if max(width, height) > max_side else 1.0
     small = rgb
-    if scale > 1.0:
-        import av
-
-        small = to_rgb(av.VideoFrame.from_ndarray(rgb, format="rgb24"), max_side)
+    if max(width, height) > max_side:
+        scale = max_side / max(width, height)
+        small = cv2.resize(rgb, (max(2, round(width * scale)), max(2, round(height * scale))), interpolation=cv2.INTER_AREA)
     with native_logs_silenced():
         detector = make_detector(landmarks)
         try:

@@ -35,14 +35,7 @@ from diffusers.optimization import get_scheduler
 
 from .checkpoint import last_checkpoint, load_training_state, resolve_checkpoint, save_checkpoint
 from .config import TrainConfig, TrainError
-from .data import (
-    DataConfig,
-    annotation_settings,
-    audio_feature_shape,
-    make_dataloader,
-    resolve_shards,
-    shard_sample_metadata,
-)
+from .data import DataConfig, annotation_settings, make_dataloader, resolve_shards, shard_sample_metadata
 from .models import STAGE_GROUPS, EMOModel, get_preset, load_motion_adapter
 
 logger = logging.getLogger(__name__)
@@ -223,9 +216,8 @@ class Trainer:
                                    "reproduce an uninterrupted one", section)
 
         # model + frozen VAE + noise schedule
-        shard_meta = self._shard_metadata()
-        audio_shape = audio_feature_shape(shard_meta)
-        self.annotation = annotation_settings(shard_meta)  # stored with each checkpoint, for inference
+        self.annotation = self._shard_annotation()  # stored with each checkpoint, for inference
+        audio_shape = tuple(self.annotation["audio_features"]["shape"])  # per frame
         self.model = build_model(cfg, audio_shape, resume_from).to(self.device)
         model_shape = tuple(self.model.audio_projection.config.feature_shape)
         if self.stage >= 2 and model_shape != audio_shape:
@@ -293,11 +285,9 @@ class Trainer:
             pin_memory=self.device.type == "cuda",
         )
 
-    def _shard_metadata(self) -> dict:
+    def _shard_annotation(self) -> dict:
         try:
-            meta = shard_sample_metadata(self.cfg.data.shards)
-            audio_feature_shape(meta)
-            return meta
+            return annotation_settings(shard_sample_metadata(self.cfg.data.shards))
         except (ValueError, OSError, KeyError) as err:
             raise TrainError(f"--shards: cannot read the sample metadata: {err}") from None
 

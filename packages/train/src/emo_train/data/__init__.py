@@ -16,7 +16,6 @@ from .decode import SampleError, decode_frames
 from .loader import collate, make_dataloader
 from .shards import (
     annotation_settings,
-    audio_feature_shape,
     open_shard,
     resolve_shards,
     shard_audio_feature_shape,
@@ -26,7 +25,6 @@ from .shards import (
 __all__ = [
     "REASONS",
     "annotation_settings",
-    "audio_feature_shape",
     "DataConfig",
     "EMODataset",
     "SampleError",
