@@ -2,8 +2,10 @@
 
     RUN_DIR/checkpoints/<step>/
         backbone/ reference_net/ face_locator/ audio_projection/ audio_attention/ temporal/
-        speed_encoder/           EMOModel.save_pretrained (diffusers folders, safetensors)
-        vae/                     the frozen VAE the latents were made with (for inference)
+        speed_encoder/           EMOModel.save_pretrained (diffusers folders, safetensors);
+                                 absent in a `--stage vae` checkpoint
+        vae/                     the VAE the latents were made with (for inference); the trained
+                                 one in a `--stage vae` checkpoint
         config.json              the resolved TrainConfig
         annotation.json          the annotation the model was trained on (fps, crop, audio
                                  feature settings; `emo_train.data.annotation_settings`):
@@ -49,11 +51,16 @@ def last_checkpoint(run_dir: str | Path) -> Path | None:
     return path if path.is_dir() else None
 
 
+def holds_model(checkpoint: Path) -> bool:
+    """True for a checkpoint of stages 1-3; False for one of the VAE stage (only `vae/`)."""
+    return (checkpoint / "backbone").is_dir()
+
+
 def resolve_checkpoint(path: str | Path) -> Path:
     """A checkpoint folder from a checkpoint folder, a `checkpoints/` folder or a run directory
     (their `last`). Raises TrainError when there is none."""
     path = Path(path)
-    if (path / "backbone").is_dir():
+    if holds_model(path) or (path / "vae").is_dir():
         return path
     for run_dir in (path, path.parent):
         found = last_checkpoint(run_dir)
@@ -65,7 +72,7 @@ def resolve_checkpoint(path: str | Path) -> Path:
 def save_checkpoint(
     run_dir: str | Path,
     step: int,
-    model,
+    model,  # EMOModel, or None (VAE stage)
     vae,
     optimizer: torch.optim.Optimizer,
     scheduler,
@@ -80,7 +87,8 @@ def save_checkpoint(
     tmp = root / f"{step}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    model.save_pretrained(tmp)
+    if model is not None:
+        model.save_pretrained(tmp)
     vae.save_pretrained(tmp / "vae")
     (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     (tmp / ANNOTATION).write_text(json.dumps(annotation, indent=2) + "\n")

@@ -8,16 +8,19 @@ from typing import Annotated, Any, Optional
 import typer
 from emo_annotate.cli_common import make_app, run_app
 
-from .config import TrainConfig, TrainError
+from .config import TrainConfig, TrainError, stage_name
 
-app = make_app("Train one stage of EMO on the annotator's shards (1: images, 2: video + audio, 3: + head speed).")
+app = make_app(
+    "Train one stage of EMO on the annotator's shards (vae: the preset's own VAE, 1: images, 2: video + audio, "
+    "3: + head speed)."
+)
 
 # shared option aliases; None = "not given" (so a --config file value is not overridden)
-Stage = Annotated[Optional[int], typer.Option(help="Training stage: 1, 2 or 3.", min=1, max=3)]
+Stage = Annotated[Optional[str], typer.Option(help="Training stage: vae (the preset's own VAE), 1, 2 or 3.")]
 Shards = Annotated[Optional[str], typer.Option(help="Annotator output dir, shard dir, pattern or URL.")]
 Out = Annotated[Optional[Path], typer.Option(help="Run directory (checkpoints/, metrics.jsonl, tensorboard/).")]
-Preset = Annotated[Optional[str], typer.Option(help="Model size: tiny | sd15.")]
-InitFrom = Annotated[Optional[str], typer.Option(help="Checkpoint dir (or run dir) of the previous stage.")]
+Preset = Annotated[Optional[str], typer.Option(help="Model size: tiny | small | sd15.")]
+InitFrom = Annotated[Optional[str], typer.Option(help="Checkpoint dir (or run dir) of the previous stage (stage 1: a VAE run).")]
 BaseModel = Annotated[Optional[str], typer.Option(help="SD1.5 diffusers folder or hub id (unet/, vae/).")]
 MotionAdapter = Annotated[Optional[str], typer.Option(help="AnimateDiff MotionAdapter folder or hub id.")]
 Int = Annotated[Optional[int], typer.Option(min=1)]
@@ -41,7 +44,7 @@ def main_command(
     grad_accum: Annotated[Optional[int], typer.Option(help="Micro-batches per optimizer step.", min=1)] = None,
     mixed_precision: Annotated[Optional[str], typer.Option(help="no | bf16 | fp16")] = None,
     gradient_checkpointing: Annotated[Optional[bool], typer.Option("--gradient-checkpointing", help="Trade compute for memory.")] = None,
-    size: Annotated[Optional[int], typer.Option(help="Training resolution (default: tiny 64, sd15 512).", min=8)] = None,
+    size: Annotated[Optional[int], typer.Option(help="Training resolution (default: the preset's: tiny 64, small 96, sd15 512).", min=8)] = None,
     save_every: Annotated[Optional[int], typer.Option(help="Checkpoint every N steps.", min=1)] = None,
     log_every: Annotated[Optional[int], typer.Option(help="Metrics line every N steps.", min=1)] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
@@ -73,7 +76,7 @@ def main_command(
         values["progress"] = False
     cfg = TrainConfig.from_dict(values)
     summary = train(cfg)
-    typer.echo(f"stage {summary['stage']}: step {summary['step']}, checkpoint {summary['checkpoint']}")
+    typer.echo(f"stage {stage_name(summary['stage'])}: step {summary['step']}, checkpoint {summary['checkpoint']}")
 
 
 def _flatten(values: dict[str, Any]) -> dict[str, Any]:

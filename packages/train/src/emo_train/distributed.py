@@ -21,13 +21,13 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
     import ray.train.torch
     import torch
 
-    from .train import Trainer
+    from .train import trainer_class
 
     torch.set_num_threads(loop_config["threads"])
     cfg = TrainConfig.from_dict(loop_config["config"])
     context = ray.train.get_context()
     device = ray.train.torch.get_device() if cfg.distributed.gpu else torch.device("cpu")
-    summary = Trainer(cfg, context.get_world_rank(), context.get_world_size(), device).fit()
+    summary = trainer_class(cfg)(cfg, context.get_world_rank(), context.get_world_size(), device).fit()
     ray.train.report({"step": summary["step"]})
 
 
