@@ -3,7 +3,6 @@ on the rendered video follows the ground truth in its JSON, frame by frame."""
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
 import sys
@@ -13,10 +12,9 @@ import numpy as np
 import pytest
 
 from emo_annotate import samples
-from emo_annotate.config import AnnotateConfig
 from emo_annotate.media import AUDIO_RATE, encode_wav
-from emo_annotate.pipeline import Annotator
 from emo_annotate.synth import SynthConfig, TalkingHead, load_identity, load_truth, render_video, synth_recording
+from emo_annotate.synth.measure import agreement, annotate_rendering, mouth_seen
 from emo_annotate.synth.loudness import LoudnessConfig, mouth_opening
 from emo_annotate.synth.motion import FigureEight, Segment, SpeedProfile, follow, trajectory_speed
 
@@ -35,69 +33,48 @@ def astronaut_head():
 @pytest.fixture(scope="module")
 def measured(astronaut_head, tmp_path_factory):
     """A 6.4 s rendering (speech with a silent second) annotated in-process by the real
-    annotator: (ground truth, {pose, speed, lmk}, annotated frame indices)."""
+    annotator: (ground truth, what the annotator measured, their agreement)."""
     audio = synth_recording(6.4, seed=11, voice="mid").audio
     audio[int(1.0 * AUDIO_RATE) : int(2.0 * AUDIO_RATE)] = 0.0
     path = tmp_path_factory.mktemp("synth") / "astronaut_talk.mp4"
     render_video(astronaut_head, audio, path, PROFILE, phase=0.3)
-    annotator = Annotator(AnnotateConfig(size=256))
-    clips: list[dict] = []
-    try:
-        assert annotator.annotate(path, "v", path.name, clips.append).status == "ok"
-    finally:
-        annotator.close()
-    arrays = {k: np.concatenate([np.load(io.BytesIO(c[f"{k}.npy"]), allow_pickle=False) for c in clips]).astype(np.float64)
-              for k in ("pose", "speed", "lmk")}
-    frames = np.concatenate([np.arange(*json.loads(c["json"])["source_frames"]) for c in clips])
-    return load_truth(path), arrays, frames
+    truth, seen = load_truth(path), annotate_rendering(path, size=256)
+    return truth, seen, agreement(truth, seen)
 
 
 def test_every_frame_is_annotated(measured):
-    truth, _, frames = measured
+    truth, seen, _ = measured
     assert truth["frames"] == 160
-    np.testing.assert_array_equal(frames, np.arange(160))
+    np.testing.assert_array_equal(seen.frames, np.arange(160))
 
 
 def test_mediapipe_sees_the_mouth_open_with_the_audio(measured):
-    truth, arrays, frames = measured
-    lmk = arrays["lmk"]  # (T, 468, 3) crop pixels
-    inner_lips = np.linalg.norm(lmk[:, 13, :2] - lmk[:, 14, :2], axis=1)
-    face = np.linalg.norm(lmk[:, 10, :2] - lmk[:, 152, :2], axis=1)
-    seen = inner_lips / face
-    opening = truth["per_frame"]["opening"][frames]
-    assert np.corrcoef(seen, opening)[0, 1] > 0.85  # per frame (measured 0.95)
+    truth, seen, figures = measured
+    assert figures["mouth_r"] > 0.85  # per frame (measured 0.95)
+    lips = mouth_seen(seen.landmarks)  # inner-lip gap / face height
+    opening = truth["per_frame"]["opening"][seen.frames]
     # the silent second is closed; wide open, MediaPipe's lips part by a good part of the drawn
     # gap (0.4 of it here: on this smiling photo its lower lip follows the lower teeth' edge)
-    silent = (frames >= 27) & (frames < 48)
-    assert opening[silent].max() == 0.0
-    closed, wide = np.median(seen[opening == 0]), np.median(seen[opening > 0.8])
+    assert opening[(seen.frames >= 27) & (seen.frames < 48)].max() == 0.0
+    closed, wide = np.median(lips[opening == 0]), np.median(lips[opening > 0.8])
     assert 0.3 * CFG.max_gap < wide - closed < 1.2 * CFG.max_gap
 
 
 def test_annotated_roll_and_yaw_follow_ground_truth(measured):
-    truth, arrays, frames = measured
-    for axis, name, max_offset, p95, worst in ((2, "roll", 1.5, 1.5, 2.5), (0, "yaw", 3.0, 3.5, 6.0)):
-        error = arrays["pose"][:, axis] - truth["per_frame"][name][frames]
-        offset = np.median(error)  # the photo's own pose, fit once on the still photo
-        assert abs(offset) < max_offset, name
-        assert np.percentile(np.abs(error - offset), 95) < p95, name
-        assert np.abs(error - offset).max() < worst, name
+    truth, _, figures = measured
+    # degrees: |median offset| (the photo's pose, fit on the still photo), p95 and max per frame
+    for name, max_offset, p95, worst in (("roll", 1.5, 1.5, 2.5), ("yaw", 3.0, 3.5, 6.0)):
+        assert abs(figures[name]["offset"]) < max_offset, (name, figures[name])
+        assert figures[name]["p95"] < p95 and figures[name]["max"] < worst, (name, figures[name])
     assert np.ptp(truth["per_frame"]["roll"]) > 15 and np.ptp(truth["per_frame"]["yaw"]) > 10  # the head did turn
 
 
 def test_annotated_speed_per_segment(measured):
-    truth, arrays, frames = measured
-    segment = truth["per_frame"]["segment"][frames]
-    times = frames / FPS
-    means, truths = [], []
-    for i, seg in enumerate(PROFILE.segments):
-        inner = (segment == i) & (times > seg.start + 0.3) & (times < seg.end - 0.3)  # away from the ramps
-        means.append(arrays["speed"][inner].mean())
-        truths.append(truth["per_frame"]["speed"][frames][inner].mean())
-    still, slow, fast, still_again = means
-    assert truths == pytest.approx([0.0, 15.0, 50.0, 0.0], abs=0.01)
-    assert max(still, still_again) < 8.0  # MediaPipe jitter on a talking, unmoving head
-    assert max(still, still_again) + 4 < slow < fast
+    speed = measured[2]["speed"]
+    assert {k: v["true"] for k, v in speed.items()} == pytest.approx({"still": 0.0, "slow": 15.0, "fast": 50.0}, abs=0.01)
+    still, slow, fast = (speed[k]["measured"] for k in ("still", "slow", "fast"))
+    assert still < 8.0  # MediaPipe jitter on a talking, unmoving head
+    assert still + 4 < slow < fast
     assert abs(slow - 15.0) < 5.0 and abs(fast - 50.0) < 0.15 * 50.0
 
 
@@ -225,3 +202,19 @@ def test_espeak_recording():
     recording = espeak_recording(3.0, seed=2, voice="en+f3")
     assert len(recording.audio) == 3 * AUDIO_RATE and np.abs(recording.audio).max() > 0.1
     assert "_" not in recording.name and recording.description["text"]
+
+
+def test_a_photo_file_with_exif_rotation_is_the_same_identity(tmp_path):
+    """A phone photo stored sideways with an EXIF orientation tag frames like the upright one."""
+    from PIL import Image
+
+    photo = tmp_path / "astronaut.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # display = stored pixels turned 90 degrees clockwise
+    Image.fromarray(np.ascontiguousarray(np.rot90(samples.astronaut_image()))).save(photo, quality=95, exif=exif)
+    built_in, from_file = load_identity("astronaut"), load_identity(photo)
+    assert from_file.name == "astronaut" and from_file.source == "astronaut.jpg"
+    assert from_file.frame_box == built_in.frame_box
+    assert np.abs(from_file.landmarks[:, :2] - built_in.landmarks[:, :2]).mean() < 1.0
+    error = np.mean((from_file.image.astype(float) - built_in.image.astype(float)) ** 2)
+    assert 10 * np.log10(255**2 / error) > 30

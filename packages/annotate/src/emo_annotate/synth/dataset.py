@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from ..errors import AnnotateError
 from ..media import AUDIO_RATE, encode_wav
-from .identities import DEFAULT_IDENTITIES, load_identity
+from .identities import DEFAULT_IDENTITIES, identity_name, load_identity
 from .motion import SpeedProfile
 from .recordings import ESPEAK_VOICES, VOICES, Recording, espeak_recording, synth_recording
 from .render import SynthConfig, TalkingHead, render_video
@@ -79,6 +79,9 @@ def build_set(out_dir: Path, opts: SetOptions = SetOptions(), cfg: SynthConfig =
         raise SetError("need at least one recording, and fewer held-out recordings than recordings")
     if not opts.identities:
         raise SetError("need at least one identity")
+    names = [identity_name(key) for key in opts.identities]
+    if len({name for name, _ in names}) < len(names):
+        raise SetError("two identities have the same name")
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise SetError(f"{out_dir} is not a directory")
@@ -102,19 +105,19 @@ def build_set(out_dir: Path, opts: SetOptions = SetOptions(), cfg: SynthConfig =
     identities, videos = [], []
     total = len(opts.identities) * len(recordings)
     bar = tqdm(total=total, desc="synth videos", unit="video", disable=not progress)
-    for i, key in enumerate(opts.identities):
-        identity = load_identity(key, cfg.size, cfg.face_fraction)
-        portrait = out_dir / "portraits" / f"{identity.name}.png"
+    for i, (key, (name, source)) in enumerate(zip(opts.identities, names)):
+        portrait = out_dir / "portraits" / f"{name}.png"
+        identities.append({"name": name, "source": source, "portrait": f"portraits/{portrait.name}"})
+        head = None  # the photo is read and rigged only when something of it is missing
         if not portrait.exists():
+            head = TalkingHead(load_identity(key, cfg.size, cfg.face_fraction), cfg)
             tmp = portrait.with_name(f".{portrait.stem}.partial.png")
-            Image.fromarray(identity.image).save(tmp)
+            Image.fromarray(head.identity.image).save(tmp)
             os.replace(tmp, portrait)
-        identities.append({"name": identity.name, "source": identity.source, "portrait": f"portraits/{portrait.name}"})
-        head = None  # built only when a video of this identity is missing
         for j, (rec, split) in enumerate(recordings):
-            path = out_dir / split / f"{identity.name}_{rec.name}.mp4"
+            path = out_dir / split / f"{name}_{rec.name}.mp4"
             if not path.with_suffix(".json").exists():
-                head = head or TalkingHead(identity, cfg)
+                head = head or TalkingHead(load_identity(key, cfg.size, cfg.face_fraction), cfg)
                 rng = np.random.default_rng([opts.seed, i, j])
                 profile_seed = int(rng.integers(2**31))
                 render_video(head, rec.audio, path, cfg.varied_profile(opts.seconds, profile_seed),
@@ -123,7 +126,7 @@ def build_set(out_dir: Path, opts: SetOptions = SetOptions(), cfg: SynthConfig =
                              extra={"seeds": {"set": opts.seed, "identity_index": i, "recording_index": j,
                                               "speed_profile": profile_seed}})
             videos.append({"video": f"{split}/{path.name}", "truth": f"{split}/{path.with_suffix('.json').name}",
-                           "identity": identity.name, "recording": rec.name, "split": split})
+                           "identity": name, "recording": rec.name, "split": split})
             bar.update()
     bar.close()
     manifest = {

@@ -73,18 +73,22 @@ BUILTIN = {
 DEFAULT_IDENTITIES = tuple(BUILTIN)
 
 
+def identity_name(name_or_path: str | Path) -> tuple[str, str]:
+    """(name, source) of a built-in identity or a photo file, without reading the photo."""
+    key = str(name_or_path)
+    if key in BUILTIN:
+        return key, BUILTIN[key][0]
+    path = Path(name_or_path)
+    if not path.is_file():
+        raise IdentityError(f"{key!r} is neither a built-in identity ({', '.join(BUILTIN)}) nor a photo file")
+    return path.stem, path.name
+
+
 def load_identity(name_or_path: str | Path, size: int = 256, face_fraction: float = 0.4) -> Identity:
     """The photo framed as a `size` x `size` square whose face (landmark box side) is
     `face_fraction` of the side, centred on the face; black where the frame leaves the photo."""
-    key = str(name_or_path)
-    if key in BUILTIN:
-        source, load = BUILTIN[key]
-        name, photo = key, load()
-    else:
-        path = Path(name_or_path)
-        if not path.is_file():
-            raise IdentityError(f"{key!r} is neither a built-in identity ({', '.join(BUILTIN)}) nor a photo file")
-        name, source, photo = path.stem, path.name, _read_photo(path)
+    name, source = identity_name(name_or_path)
+    photo = BUILTIN[name][1]() if str(name_or_path) in BUILTIN else _read_photo(Path(name_or_path))
     with native_logs_silenced():
         detector = MediaPipeDetector()
         try:

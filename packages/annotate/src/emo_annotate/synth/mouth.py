@@ -130,7 +130,7 @@ def _cavity(ys, top, gap, across, face_height) -> tuple[np.ndarray, np.ndarray]:
     alpha = np.clip(np.minimum(y + 0.5, bottom[None]) - np.maximum(y - 0.5, top[None]), 0.0, 1.0)
     depth = np.clip((y - top[None]) / np.maximum(gap[None], 1e-6), 0.0, 1.0)  # 0 top .. 1 bottom
     colour = CAVITY_EDGE + (CAVITY_CORE - CAVITY_EDGE) * np.sin(np.pi * depth)[..., None]
-    teeth_h = np.minimum(0.4 * gap, 0.04 * face_height) * np.clip((0.8 - across) / 0.3, 0.0, 1.0)  # (w,)
+    teeth_h = np.minimum(0.3 * gap, 0.03 * face_height) * np.clip((0.7 - across) / 0.3, 0.0, 1.0)  # (w,)
     teeth = np.clip(teeth_h[None] - (y - top[None]), 0.0, 1.0)  # coverage within the row
     shade = 1.0 - 0.35 * across[None, :, None]  # teeth further from the centre lie in shadow
     colour = colour + (TEETH * shade - colour) * teeth[..., None]
