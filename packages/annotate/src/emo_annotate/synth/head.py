@@ -5,9 +5,10 @@ rotation, about the head's centre (between the ears, at their depth) for yaw and
 the neck for roll, and projected orthographically; a ring of points around the face (hair, ears,
 the head's outline, at the depth of the head's centre, so that yaw leaves the outline where it
 is) rotates with them; points further out and along the frame border stay still (background,
-shoulders). A thin-plate spline through these displacements gives the forward displacement on a
-coarse grid (one precomputed linear operator: a matrix product per frame), a fixed-point
-iteration inverts it there, and it is upsampled into the backward map of one `cv2.remap`.
+shoulders). A smoothing thin-plate spline through these displacements gives the forward
+displacement on a coarse grid (one precomputed linear operator: a matrix product per frame), a
+fixed-point iteration inverts it there, and it is upsampled into the backward map of one
+`cv2.remap`.
 
 The landmarks move exactly as a rigid 3D head would (near parallax: the nose shifts more than
 the cheeks under yaw), so a landmark tracker on the warped frames sees the applied rotation
