@@ -135,6 +135,8 @@ def test_synthesised_voices_differ_in_pitch():
     low, high = (samples.synth_speech(2.0, seed=1, pitch=p) for p in (100.0, 200.0))
     assert fundamental(low) == pytest.approx(100, rel=0.2) and fundamental(high) == pytest.approx(200, rel=0.2)
     assert len(samples.synth_speech(2.0, tempo=1.5)) == 2 * AUDIO_RATE
+    # any length and seed (a fricative running past the end used to raise)
+    assert all(len(samples.synth_speech(s, seed=k, tempo=1.3)) == int(s * AUDIO_RATE) for k in range(40) for s in (0.3, 0.7))
 
 
 def emo(*args: str) -> subprocess.CompletedProcess:

@@ -69,6 +69,8 @@ def synth_speech(
             seg = 0.05 * noise * np.hanning(length)
             out[t : t + length] += seg[: max(0, min(length, n - t))]
             t += length
+            if t >= n:  # the fricative ran to the end
+                break
         length = int(rng.uniform(0.12, 0.28) * rate / tempo)
         f0 = pitch * (1 + 0.15 * np.sin(2 * np.pi * t / rate / 1.7)) * np.linspace(1.05, 0.95, length)
         phase = np.cumsum(f0 / rate)
