@@ -46,6 +46,7 @@ class CheckpointInfo:
 def open_checkpoint(path: Path) -> CheckpointInfo:
     """Find and check a checkpoint without loading weights; InferError when it is unusable."""
     from emo_train.checkpoint import ANNOTATION, resolve_checkpoint
+    from emo_train.models.presets import PRESETS
     from emo_train.config import TrainError
 
     if not Path(path).exists():
@@ -65,7 +66,7 @@ def open_checkpoint(path: Path) -> CheckpointInfo:
         train_timesteps = json.loads(schedule.read_text())["num_train_timesteps"] if schedule.is_file() else 1000
     except (OSError, ValueError, KeyError) as err:
         raise InferError(f"--checkpoint: cannot read its settings ({err}); was it written by emo-train?") from None
-    size = config.get("data", {}).get("size") or (64 if config.get("model", {}).get("preset") == "tiny" else 512)
+    size = config.get("data", {}).get("size") or PRESETS[config.get("model", {}).get("preset", "sd15")].resolution
     return CheckpointInfo(
         folder, int(config.get("stage", 0)), int(size), annotation, int(temporal["max_seq_length"]), int(train_timesteps)
     )
