@@ -71,3 +71,19 @@ def test_images_from_pillow_and_ffmpeg(tmp_path):
 def test_no_face_is_an_error(no_face_image):
     with pytest.raises(InferError, match="no face found"):
         prepare_portrait(no_face_image, 64, 2.0, 1.2)
+
+
+def test_a_video_portrait_is_read_upright_with_its_own_colours(tmp_path):
+    """A phone video (pixels stored sideways, a display matrix, full-range colours) given as the
+    portrait is read as the annotator reads training videos: upright, colours as recorded."""
+    from emo_annotate.sync_media import make_sync_video
+
+    video = make_sync_video(tmp_path, "rotated_90")
+    rgb = read_image(video.path)
+    assert rgb.shape == (512, 384, 3)  # upright portrait, not the stored 512 x 384 landscape
+    for level, (x0, y0, x1, y1) in video.grey_boxes.items():
+        assert abs(rgb[(y0 + y1) // 2, (x0 + x1) // 2].mean() - level) <= 5
+    full = make_sync_video(tmp_path, "full_range")
+    rgb = read_image(full.path)
+    for level, (x0, y0, x1, y1) in full.grey_boxes.items():
+        assert abs(rgb[(y0 + y1) // 2, (x0 + x1) // 2].mean() - level) <= 5
