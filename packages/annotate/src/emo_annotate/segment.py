@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -72,7 +72,7 @@ class FrameSignals:
     histograms: np.ndarray  # (T, bins) float32 grey-level histograms (scene cuts)
     landmark_steps: np.ndarray  # (T,) median landmark motion from frame t-1 to t in face sides; NaN where unknown
     fresh: np.ndarray  # (T,) bool: the picture differs from the previous frame's
-    audio_coverage: np.ndarray = field(default=None)  # (T,) share of each frame's sound decoded from the source
+    audio_coverage: np.ndarray | None = None  # (T,) share of each frame's sound decoded from the source (None: all)
 
     def __post_init__(self) -> None:
         if self.audio_coverage is None:
