@@ -65,8 +65,9 @@ def run(
     summary = run_annotation(input_dir, output_dir, cfg, RunConfig(address=address, num_workers=num_workers, progress=not quiet))
     typer.echo(
         f"{summary['clips']} clips ({summary['hours'] * 60:.1f} min) in {output_dir}; "
-        f"{summary['skipped_inputs']} inputs skipped, {summary['failed_inputs']} failed "
-        f"(see index.parquet); {summary['units_skipped_as_done']}/{summary['units']} units were already done"
+        f"{summary['skipped_inputs']} inputs skipped, {summary['failed_inputs']} failed, "
+        f"{summary['dropped_stretches']} stretches dropped for label problems (see index.parquet); "
+        f"{summary['units_skipped_as_done']}/{summary['units']} units were already done"
     )
 
 
