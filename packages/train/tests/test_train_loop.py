@@ -186,11 +186,11 @@ def test_base_model_and_motion_adapter_folders(train_shards, tmp_path):
     the VAE travels with the checkpoint, so the next stage encodes with the same one."""
     from diffusers import MotionAdapter, UNet2DConditionModel
     from emo_train.models import get_preset
-    from emo_train.train import tiny_vae
+    from emo_train.train import preset_vae
 
     torch.manual_seed(3)
     UNet2DConditionModel(**get_preset("tiny").unet).save_pretrained(tmp_path / "sd" / "unet")
-    vae = tiny_vae(seed=7)
+    vae = preset_vae("tiny", seed=7)
     vae.save_pretrained(tmp_path / "sd" / "vae")
     adapter = MotionAdapter(block_out_channels=(16, 32), motion_layers_per_block=1, motion_num_attention_heads=4,
                             motion_norm_num_groups=8)

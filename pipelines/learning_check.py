@@ -1,0 +1,341 @@
+"""The learning check: does a model trained here on a CPU learn each conditioning path?
+
+    talking heads with known truth (emo-annotate synth) -> emo-annotate run -> emo-train vae, 1, 2, 3
+    -> emo-infer from a training identity's portrait with recordings never trained on -> emo-eval
+
+and four questions, each answered by a measured figure against a control:
+
+1. identity: generated frames against the real frames of the same held-out audio (PSNR, SSIM,
+   identity similarity), and the portrait's identity kept;
+2. audio drives the mouth: correlation of the generated mouth opening with the held-out audio's
+   loudness, against a control generated from the same portrait with another recording's audio
+   (measured against the same loudness), and a generation from silence (mouth closed);
+3. speed drives the head: generations at three requested speeds, measured by the annotator's own
+   pose code, in the right order and within a stated error;
+4. long video: a long generation keeps the identity (last clip against the first).
+
+Every step calls the real CLIs, as a user would, and is skipped when its output is already
+there (rerun the same command to continue). `--videos` trains on any folder of talking-head
+videos instead of the synthetic set (then `--portrait` and `--audio` name the held-out inputs).
+Prints the figures and writes `OUT/report.json` and `OUT/strip.png` (portrait, real, generated).
+Run it as `pipelines/learning_check.sh [options]`; `LEARNING.md` records a full run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How much data, training and generation one run uses."""
+
+    recordings: int  # synthesised recordings per identity (2 of them held out)
+    seconds: float  # length of each recording / video of the set
+    size: int  # training resolution (pixels), the annotator's crop size
+    steps: dict[str, int]  # optimizer steps per stage: vae, 1, 2, 3
+    batch: dict[str, int]  # clips (images for vae and 1) per step
+    lr: dict[str, float]  # learning rate per stage
+    generate_seconds: float  # length of the audio-, control-, silence- and speed generations
+    long_seconds: float  # length of the long generation
+    ddim_steps: int  # denoising steps per clip at generation
+    guidance: float  # audio classifier-free guidance at generation
+    speeds: tuple[float, float, float] = (0.0, 25.0, 50.0)  # still, medium, fast (deg/s)
+    identities: tuple[str, ...] = ("astronaut", "grace_hopper", "carphone")
+
+
+PROFILES = {
+    # what LEARNING.md records: about 30 minutes on 2 CPU cores
+    "full": Profile(
+        recordings=6, seconds=12.0, size=96,
+        steps={"vae": 800, "1": 2000, "2": 1500, "3": 500},
+        batch={"vae": 4, "1": 8, "2": 2, "3": 2},
+        lr={"vae": 1e-3, "1": 3e-4, "2": 3e-4, "3": 3e-4},
+        generate_seconds=8.0, long_seconds=30.0, ddim_steps=20, guidance=2.0,
+    ),
+    # the test suite's reduced run (a few minutes): directions only
+    "quick": Profile(
+        recordings=4, seconds=8.0, size=64,
+        steps={"vae": 200, "1": 300, "2": 300, "3": 150},
+        batch={"vae": 4, "1": 8, "2": 2, "3": 2},
+        lr={"vae": 1e-3, "1": 5e-4, "2": 5e-4, "3": 5e-4},
+        generate_seconds=4.0, long_seconds=8.0, ddim_steps=10, guidance=2.0,
+        identities=("astronaut",),
+    ),
+}
+STAGES = ("vae", "1", "2", "3")
+
+
+def cli(name: str) -> str:
+    """A console script of this environment (emo-annotate, emo-train, emo-infer)."""
+    return str(Path(sys.executable).parent / name)
+
+
+@dataclass
+class Timer:
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def run(self, name: str, command: list[str], env: dict | None = None) -> None:
+        print(f"[learning_check] {name}: {' '.join(Path(c).name if i == 0 else c for i, c in enumerate(command))}", flush=True)
+        start = time.perf_counter()
+        subprocess.run(command, check=True, env=env)
+        self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+
+def one_thread_env() -> dict:
+    """Two generations run side by side on a 2-core machine, one thread each."""
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+# ------------------------------------------------------------------------------------ inputs
+
+
+@dataclass
+class HeldOut:
+    """The inputs of the generations: a training identity's portrait and unheard audio."""
+
+    portrait: Path
+    audio: Path  # the held-out recording
+    control_audio: Path  # another recording (the control of the mouth check)
+    real: Path | None  # the real video of `audio` (synthetic set: its rendering), for paired metrics
+    real_speed: Path | None  # per-frame head speed of `real` (its truth), requested for the paired generation
+
+
+def make_set(out: Path, profile: Profile, timer: Timer) -> Path:
+    set_dir = out / "set"
+    if not (set_dir / "set.json").is_file():
+        command = [cli("emo-annotate"), "synth", str(set_dir), "--recordings", str(profile.recordings),
+                   "--held-out", "2", "--seconds", str(profile.seconds), "--quiet"]
+        for identity in profile.identities:
+            command += ["--identity", identity]
+        timer.run("synth", command)
+    return set_dir
+
+
+def synthetic_held_out(set_dir: Path, work: Path) -> HeldOut:
+    """The first identity, the first held-out recording (its rendering is the real video) and the
+    second one as the control."""
+    info = json.loads((set_dir / "set.json").read_text())
+    identity = info["identities"][0]["name"]
+    held = [r["name"] for r in info["recordings"] if r["split"] == "held_out"]
+    real = set_dir / "held_out" / f"{identity}_{held[0]}.mp4"
+    truth = json.loads(real.with_suffix(".json").read_text())
+    speed = work / "real_speed.npy"
+    np.save(speed, np.asarray(truth["per_frame"]["speed"], np.float32))
+    return HeldOut(set_dir / "portraits" / f"{identity}.png", set_dir / "audio" / f"{held[0]}.wav",
+                   set_dir / "audio" / f"{held[1]}.wav", real, speed)
+
+
+# ---------------------------------------------------------------------------------- training
+
+
+def annotate(train_videos: Path, out: Path, profile: Profile, timer: Timer) -> Path:
+    shards = out / "shards"
+    if not (shards / "index.parquet").is_file():
+        timer.run("annotate", [cli("emo-annotate"), "run", str(train_videos), str(shards), "--size", str(profile.size),
+                               "--num-workers", "2", "--quiet"])
+    return shards
+
+
+def train(shards: Path, out: Path, profile: Profile, timer: Timer, preset: str) -> Path:
+    previous: list[str] = []
+    for stage in STAGES:
+        run = out / "runs" / f"stage{stage}"
+        if not (run / "checkpoints" / "last").is_file():
+            timer.run(f"train {stage}", [
+                cli("emo-train"), "--stage", stage, "--shards", str(shards), "--out", str(run), "--preset", preset,
+                "--size", str(profile.size), "--max-steps", str(profile.steps[stage]),
+                "--batch-size", str(profile.batch[stage]), "--lr", str(profile.lr[stage]),
+                "--save-every", str(profile.steps[stage]), "--log-every", "50", "--loader-workers", "0", "--quiet",
+                *previous,
+            ])
+        previous = ["--init-from", str(run)]
+    return out / "runs" / "stage3"
+
+
+# -------------------------------------------------------------------------------- generation
+
+
+def cut_audio(source: Path, seconds: float, target: Path) -> Path:
+    """The first `seconds` of `source` (repeated when shorter) as a 16 kHz wav; silence when
+    `source` is None."""
+    from emo_annotate.media import AUDIO_RATE, encode_wav, read_audio
+
+    n = int(seconds * AUDIO_RATE)
+    if source is None:
+        audio = np.zeros(n, np.float32)
+    else:
+        audio = read_audio(source)
+        audio = np.tile(audio, -(-n // len(audio)))[:n]
+    target.write_bytes(encode_wav(audio))
+    return target
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    audio: Path
+    speed: str  # a constant or a file
+
+
+def generation_jobs(held: HeldOut, work: Path, profile: Profile) -> list[Job]:
+    inputs = work / "inputs"
+    inputs.mkdir(parents=True, exist_ok=True)
+    seconds = profile.generate_seconds
+    audio = cut_audio(held.audio, seconds, inputs / "audio.wav")
+    paired_speed = str(held.real_speed) if held.real_speed is not None else str(profile.speeds[1])
+    jobs = [
+        Job("audio", audio, paired_speed),
+        Job("control", cut_audio(held.control_audio, seconds, inputs / "control.wav"), paired_speed),
+        Job("silence", cut_audio(None, seconds, inputs / "silence.wav"), paired_speed),
+        Job("long", cut_audio(held.audio, profile.long_seconds, inputs / "long.wav"), str(profile.speeds[1])),
+    ]
+    jobs += [Job(f"speed_{int(s)}", audio, str(s)) for s in profile.speeds]
+    return jobs
+
+
+def generate(checkpoint: Path, held: HeldOut, jobs: list[Job], work: Path, profile: Profile, timer: Timer) -> None:
+    out = work / "generated"
+    out.mkdir(parents=True, exist_ok=True)
+    todo = [job for job in jobs if not (out / f"{job.name}.mp4").is_file()]
+
+    def run(job: Job) -> None:
+        timer.run(f"generate {job.name}", [
+            cli("emo-infer"), "--checkpoint", str(checkpoint), "--image", str(held.portrait), "--audio", str(job.audio),
+            "--out", str(out / f"{job.name}.mp4"), "--speed", job.speed, "--steps", str(profile.ddim_steps),
+            "--guidance", str(profile.guidance), "--quiet",
+        ], env=one_thread_env())
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(run, todo))
+    timer.seconds["generate (wall)"] = time.perf_counter() - start
+
+
+# -------------------------------------------------------------------------------- evaluation
+
+
+def evaluate(held: HeldOut, jobs: list[Job], work: Path, profile: Profile) -> dict[str, dict]:
+    """`emo_eval.compare` of each generation; the mouth is always measured against the held-out
+    audio's loudness (the control's own sound is another recording)."""
+    import emo_eval
+
+    reports = {}
+    for job in jobs:
+        real = held.real if job.name == "audio" else None
+        speed = float(job.speed) if job.name.startswith("speed_") or job.name == "long" else None
+        reports[job.name] = emo_eval.compare(
+            work / "generated" / f"{job.name}.mp4", real=real, portraits=held.portrait,
+            audio=work / "inputs" / "audio.wav" if job.name in ("control", "audio") else None,
+            speed=speed, out=work / "eval" / job.name, fid=False, progress=False,
+        )
+    if held.real is not None:
+        reports["real"] = emo_eval.compare(held.real, portraits=held.portrait, audio=held.audio, out=work / "eval" / "real",
+                                           fid=False, progress=False)
+    return reports
+
+
+def figures(reports: dict[str, dict], profile: Profile) -> dict:
+    def video(name: str) -> dict:
+        entry = next(iter(reports[name]["videos"].values()))
+        return entry["metrics"]
+
+    audio, control, silence = video("audio"), video("control"), video("silence")
+    speeds = {s: video(f"speed_{int(s)}")["generated"]["head_speed_mean"] for s in profile.speeds}
+    result = {
+        "identity": {
+            "psnr": audio.get("paired", {}).get("psnr"),
+            "ssim": audio.get("paired", {}).get("ssim"),
+            "csim": audio.get("paired", {}).get("csim"),
+            "fsim": audio["generated"].get("fsim"),
+            "fsim_real": video("real")["generated"].get("fsim") if "real" in reports else None,
+            "face_frames": audio["generated"]["face_frames"],
+            "frames": audio["generated"]["frames"],
+        },
+        "mouth": {
+            "corr_audio": audio["generated"].get("lsync_corr_at_0"),
+            "corr_audio_best": audio["generated"].get("lsync_corr"),
+            "offset_audio": audio["generated"].get("lsync_offset"),
+            "corr_control": control["generated"].get("lsync_corr_at_0"),
+            "corr_control_best": control["generated"].get("lsync_corr"),
+            "corr_real": video("real")["generated"].get("lsync_corr_at_0") if "real" in reports else None,
+            "open_voiced": audio["generated"].get("mouth_open_voiced"),
+            "open_silent": audio["generated"].get("mouth_open_silent"),
+            "open_silence_video": silence["generated"].get("mouth_open_mean"),
+        },
+        "speed": {
+            "requested": list(profile.speeds),
+            "measured": [speeds[s] for s in profile.speeds],
+            "ordered": all(a is not None and b is not None and a < b
+                           for a, b in zip(list(speeds.values()), list(speeds.values())[1:])),
+        },
+        "long": {
+            "seconds": profile.long_seconds,
+            "identity_first_last": video("long")["generated"].get("identity_first_last"),
+            "seam_flicker": video("long")["generated"].get("seam_flicker"),
+        },
+    }
+    return result
+
+
+# -------------------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("data/learning_check"), help="work and report folder")
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="full")
+    parser.add_argument("--preset", default="small", help="emo-train preset (default small)")
+    parser.add_argument("--videos", type=Path, help="train on this folder of talking-head videos instead of the synthetic set")
+    parser.add_argument("--portrait", type=Path, help="held-out portrait (with --videos: required)")
+    parser.add_argument("--audio", type=Path, help="held-out recording (with --videos: required)")
+    parser.add_argument("--control-audio", type=Path, help="another recording for the mouth control (default: --audio reversed)")
+    args = parser.parse_args(argv)
+    profile = PROFILES[args.profile]
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    timer = Timer()
+    started = time.perf_counter()
+
+    if args.videos is None:
+        set_dir = make_set(out, profile, timer)
+        train_videos = set_dir / "train"
+        held = synthetic_held_out(set_dir, out)
+        if args.portrait or args.audio:
+            held = HeldOut(args.portrait or held.portrait, args.audio or held.audio,
+                           args.control_audio or held.control_audio, None if args.audio else held.real,
+                           None if args.audio else held.real_speed)
+    else:
+        if args.portrait is None or args.audio is None:
+            parser.error("--videos needs --portrait and --audio (the held-out inputs)")
+        train_videos = args.videos
+        held = HeldOut(args.portrait, args.audio, args.control_audio or args.audio, None, None)
+
+    shards = annotate(train_videos, out, profile, timer)
+    checkpoint = train(shards, out, profile, timer, args.preset)
+    jobs = generation_jobs(held, out, profile)
+    generate(checkpoint, held, jobs, out, profile, timer)
+    reports = evaluate(held, jobs, out, profile)
+    result = {
+        "profile": args.profile,
+        "settings": asdict(profile),
+        "figures": figures(reports, profile),
+        "seconds": {**timer.seconds, "total": time.perf_counter() - started},
+    }
+    (out / "report.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result["figures"], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
