@@ -126,8 +126,9 @@ def test_overfitting_one_clip_drives_the_loss_down(train_shards, tmp_path):
     assert last < 0.5 * first
 
 
-def test_resume_reproduces_a_straight_run(train_shards, tmp_path):
-    options = dict(stage=1, save_every=3, lr=1e-3, drop_reference=0.3, grad_accum=2, batch_size=2)
+@pytest.mark.parametrize("ema_decay", [None, 0.9])
+def test_resume_reproduces_a_straight_run(train_shards, tmp_path, ema_decay):
+    options = dict(stage=1, save_every=3, lr=1e-3, drop_reference=0.3, grad_accum=2, batch_size=2, ema_decay=ema_decay)
     straight = train(make_config(train_shards, tmp_path / "a", max_steps=6, **options))
     train(make_config(train_shards, tmp_path / "b", max_steps=3, **options))
     resumed = train(make_config(train_shards, tmp_path / "b", max_steps=6, resume=True, **options))
@@ -137,6 +138,9 @@ def test_resume_reproduces_a_straight_run(train_shards, tmp_path):
     b = EMOModel.from_pretrained(last_checkpoint(tmp_path / "b")).state_dict()
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
+    # with a weight average the checkpoint holds the average, not the weights training ended with
+    stored = weights_digest(EMOModel.from_pretrained(last_checkpoint(tmp_path / "a")))
+    assert (stored != straight["weight_digests"][0]) == (ema_decay is not None)
 
 
 def test_corrupt_sample_is_skipped_and_counted(train_shards, tmp_path):

@@ -13,6 +13,8 @@
         training_state/
             optimizer.safetensors   AdamW state tensors ("<param index>.<name>")
             rng.safetensors         torch RNG states (global CPU, the trainer's noise generator)
+            weights.safetensors     with a weight average (`ema_decay`): the raw trained parameters
+                                    (the component folders hold the average)
             state.json              step, data position, skip counts, optimizer param groups,
                                     LR scheduler state
     RUN_DIR/checkpoints/last     text file: the name of the newest complete checkpoint folder
@@ -80,6 +82,7 @@ def save_checkpoint(
     state: dict[str, Any],
     rng: dict[str, torch.Tensor],
     annotation: dict[str, Any],
+    raw_weights: list[torch.Tensor] | None = None,
 ) -> Path:
     """Write `checkpoints/<step>/` and point `last` at it."""
     root = checkpoints_dir(run_dir)
@@ -98,6 +101,8 @@ def save_checkpoint(
     tensors, groups = _flatten_optimizer(optimizer.state_dict())
     save_file(tensors, str(training / "optimizer.safetensors"))
     save_file({k: v.contiguous() for k, v in rng.items()}, str(training / "rng.safetensors"))
+    if raw_weights is not None:
+        save_file({str(i): w.contiguous() for i, w in enumerate(raw_weights)}, str(training / "weights.safetensors"))
     full_state = {**state, "step": step, "optimizer_param_groups": groups, "scheduler": scheduler.state_dict()}
     (training / "state.json").write_text(json.dumps(full_state, indent=2) + "\n")
 
@@ -120,6 +125,13 @@ def load_training_state(checkpoint: Path, optimizer: torch.optim.Optimizer, sche
     optimizer.load_state_dict(_unflatten_optimizer(tensors, state["optimizer_param_groups"]))
     scheduler.load_state_dict(state["scheduler"])
     return state, load_file(str(training / "rng.safetensors"))
+
+
+def load_raw_weights(checkpoint: Path) -> list[torch.Tensor]:
+    """The trained parameters as the optimizer left them (a run with a weight average stores the
+    average in the component folders), in the trainer's parameter order."""
+    tensors = load_file(str(checkpoint / "training_state" / "weights.safetensors"))
+    return [tensors[str(i)] for i in range(len(tensors))]
 
 
 def _flatten_optimizer(state_dict: dict) -> tuple[dict[str, torch.Tensor], list[dict]]:

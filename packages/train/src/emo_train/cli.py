@@ -40,6 +40,8 @@ def main_command(
     max_steps: Annotated[Optional[int], typer.Option(help="Optimizer steps to train to.", min=1)] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Clips per micro-batch per worker.", min=1)] = None,
     lr: Annotated[Optional[float], typer.Option(help="Learning rate (default 1e-5).")] = None,
+    ema_decay: Annotated[Optional[float], typer.Option(help="Average the trained weights (e.g. 0.999); checkpoints hold the average.")] = None,
+    snr_gamma: Annotated[Optional[float], typer.Option(help="Min-SNR-gamma loss weighting (e.g. 5; default: plain MSE).")] = None,
     warmup_steps: Annotated[Optional[int], typer.Option(help="Linear LR warmup steps.", min=0)] = None,
     grad_accum: Annotated[Optional[int], typer.Option(help="Micro-batches per optimizer step.", min=1)] = None,
     mixed_precision: Annotated[Optional[str], typer.Option(help="no | bf16 | fp16")] = None,
@@ -65,7 +67,7 @@ def main_command(
     flags = dict(
         stage=stage, shards=shards, out=str(out) if out is not None else None, preset=preset, init_from=init_from,
         base_model=base_model, motion_adapter=motion_adapter, max_steps=max_steps, batch_size=batch_size, lr=lr,
-        warmup_steps=warmup_steps, grad_accum=grad_accum, mixed_precision=mixed_precision,
+        snr_gamma=snr_gamma, ema_decay=ema_decay, warmup_steps=warmup_steps, grad_accum=grad_accum, mixed_precision=mixed_precision,
         gradient_checkpointing=gradient_checkpointing, size=size, save_every=save_every, log_every=log_every,
         seed=seed, resume=resume, loader_workers=loader_workers, drop_reference=drop_reference,
         drop_audio=drop_audio, drop_motion=drop_motion, num_workers=num_workers, gpu=gpu, address=address,

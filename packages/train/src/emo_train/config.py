@@ -98,6 +98,13 @@ class OptimOptions:
     """Micro-batches accumulated per optimizer step."""
     batch_size: int = 1
     """Samples per micro-batch per training worker."""
+    ema_decay: float | None = None
+    """Keep an exponential moving average of the trained weights (decay (1+n)/(10+n) after n
+    steps, capped at this value, e.g. 0.999): checkpoints then hold the average (what inference
+    and the next stage use) and the raw weights for `--resume`. None: no average."""
+    snr_gamma: float | None = None
+    """Min-SNR-gamma loss weighting (each sample's epsilon MSE times min(SNR(t), gamma) / SNR(t);
+    5 is the paper's value): faster convergence from scratch. None: the plain MSE (EMO's)."""
     mixed_precision: MixedPrecision = "no"
     """Autocast dtype of the forward pass; weights and optimizer stay float32."""
 
@@ -166,6 +173,8 @@ class TrainConfig:
         check(self.run.save_every >= 1 and self.run.log_every >= 1, "--save-every and --log-every must be >= 1")
         check(self.optim.batch_size >= 1 and self.optim.grad_accum >= 1, "--batch-size and --grad-accum must be >= 1")
         check(self.optim.lr > 0, "--lr must be > 0")
+        check(self.optim.snr_gamma is None or self.optim.snr_gamma > 0, "--snr-gamma must be > 0")
+        check(self.optim.ema_decay is None or 0 < self.optim.ema_decay < 1, "--ema-decay must be in (0, 1)")
         check(self.optim.mixed_precision in ("no", "bf16", "fp16"), "--mixed-precision must be no, bf16 or fp16")
         check(self.distributed.num_workers >= 1, "--num-workers must be >= 1")
         check(self.data.size is None or (self.data.size >= 8 and self.data.size % 8 == 0), "--size must be a multiple of 8")

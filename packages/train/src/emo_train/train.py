@@ -32,8 +32,16 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDPMScheduler
 from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel
 
-from .checkpoint import holds_model, last_checkpoint, load_training_state, resolve_checkpoint, save_checkpoint
+from .checkpoint import (
+    holds_model,
+    last_checkpoint,
+    load_raw_weights,
+    load_training_state,
+    resolve_checkpoint,
+    save_checkpoint,
+)
 from .config import VAE_STAGE, TrainConfig, TrainError, stage_name
 from .data import DataConfig, annotation_settings, make_dataloader, resolve_shards, shard_sample_metadata
 from .models import STAGE_GROUPS, EMOModel, get_preset, load_motion_adapter
@@ -145,6 +153,25 @@ def build_vae(cfg: TrainConfig, resume_from: Path | None) -> AutoencoderKL:
     return preset_vae(cfg.model.preset, cfg.run.seed)
 
 
+def denoising_loss(
+    prediction: torch.Tensor,  # (b, c, f, h, w) predicted noise
+    noise: torch.Tensor,  # (b, c, f, h, w)
+    timesteps: torch.Tensor,  # (b,)
+    scheduler: DDPMScheduler,
+    snr_gamma: float | None,
+) -> torch.Tensor:
+    """Epsilon MSE; with `snr_gamma`, each sample weighted by min(SNR(t), gamma) / SNR(t) (Min-SNR
+    weighting, Hang et al. 2023: the many easy low-noise timesteps stop dominating the gradient,
+    and training converges several times faster)."""
+    if snr_gamma is None:
+        return F.mse_loss(prediction, noise)
+    alphas = scheduler.alphas_cumprod.to(timesteps.device)[timesteps]  # (b,)
+    snr = alphas / (1 - alphas)
+    weights = torch.clamp(snr, max=snr_gamma) / snr
+    per_sample = (prediction - noise).pow(2).flatten(1).mean(1)  # (b,)
+    return (weights * per_sample).mean()
+
+
 def weights_digest(model: torch.nn.Module) -> str:
     """SHA-256 of all parameters, to check that data-parallel workers hold the same weights."""
     digest = hashlib.sha256()
@@ -232,6 +259,9 @@ class Trainer:
             "constant_with_warmup", self.optimizer, num_warmup_steps=cfg.optim.warmup_steps
         )
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.optim.mixed_precision == "fp16")
+        # the average starts from the weights the run starts from; a resumed checkpoint's
+        # component folders hold the average, its training state the raw weights
+        self.ema = EMAModel(self.trainable, decay=cfg.optim.ema_decay) if cfg.optim.ema_decay else None
 
         # per-worker noise / timestep generator; every worker draws different noise
         self.generator = torch.Generator(self.device).manual_seed(cfg.run.seed * 1000 + rank)
@@ -252,6 +282,11 @@ class Trainer:
                 raise TrainError(f"--resume: the checkpoint was written with fewer workers than {world_size}")
             self.generator.set_state(rng[key])
             self.load_extra_state(state)
+            if self.ema is not None:
+                with torch.no_grad():
+                    for parameter, raw in zip(self.trainable, load_raw_weights(resume_from)):
+                        parameter.copy_(raw)
+                self.ema.optimization_step = int(state["ema_step"])
             logger.info("resumed %s at step %d", resume_from, self.step)
         self.resumed_from = resume_from
 
@@ -374,7 +409,7 @@ class Trainer:
             prediction = self.net(
                 noisy, timesteps, reference, motion, keep_motion, audio, mask, speed, use_temporal=self.stage >= 2
             )
-        return F.mse_loss(prediction.float(), noise)
+        return denoising_loss(prediction.float(), noise, timesteps, self.noise_scheduler, self.cfg.optim.snr_gamma)
 
     def optimizer_step(self, batches: Iterator[dict]) -> float:
         """One optimizer step over `grad_accum` micro-batches; returns the mean micro-batch loss."""
@@ -395,6 +430,8 @@ class Trainer:
         self.scaler.update()
         self.lr_scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.step(self.trainable)
         self.step += 1
         return total / accum
 
@@ -507,11 +544,21 @@ class Trainer:
                 "scaler": self.scaler.state_dict(),
                 **self.extra_state(),
             }
-            path = save_checkpoint(
-                self.run_dir, self.step, self.model, self.vae, self.optimizer, self.lr_scheduler,
-                self.cfg.to_dict(), state, rng, self.annotation,
-            )
-            self.save_components(path)
+            raw = None
+            if self.ema is not None:  # the components get the average, the training state the raw weights
+                state["ema_step"] = self.ema.optimization_step
+                raw = [parameter.detach().cpu().clone() for parameter in self.trainable]
+                self.ema.store(self.trainable)
+                self.ema.copy_to(self.trainable)
+            try:
+                path = save_checkpoint(
+                    self.run_dir, self.step, self.model, self.vae, self.optimizer, self.lr_scheduler,
+                    self.cfg.to_dict(), state, rng, self.annotation, raw_weights=raw,
+                )
+                self.save_components(path)
+            finally:
+                if self.ema is not None:
+                    self.ema.restore(self.trainable)
         if self.world_size > 1:
             dist.barrier()
 
