@@ -17,7 +17,7 @@ from .errors import EvalError
 
 # name -> module; imported on first use, so `emo-eval --help` starts without torch
 _LAZY = {
-    "benchmark": "benchmark", "compare": "compare", "EvalConfig": "config", "FaceTracker": "faces",
+    "benchmark": "benchmarking", "compare": "comparison", "EvalConfig": "config", "FaceTracker": "faces",
     "I3DFeatures": "frechet", "InceptionFeatures": "frechet", "expression_features": "frechet", "frechet_distance": "frechet",
     "ArcFaceEmbedder": "identity", "DlibEmbedder": "identity", "cosine": "identity",
     "audio_envelope": "lipsync", "landmark_sync": "lipsync", "mouth_opening": "lipsync", "mouth_summary": "lipsync",

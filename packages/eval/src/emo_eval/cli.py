@@ -56,7 +56,7 @@ def compare_command(
     quiet: Annotated[bool, Opt("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Compare generated videos with real ones: every metric the inputs allow, per video and overall."""
-    from .compare import compare
+    from .comparison import compare
 
     report = compare(generated, real=real, portraits=portraits, audio=audio, out=out, speed=_speed(speed),
                      **_config(analysis_size, clip_frames, max_offset, identity, arcface, syncnet, i3d, fid, device, quiet))
@@ -87,10 +87,10 @@ def benchmark_command(
     quiet: Annotated[bool, Opt("--quiet", help="No progress bars.")] = False,
 ) -> None:
     """Generate each test clip from its first frame and audio (and own head speed), then compare with the real clips."""
-    from .benchmark import benchmark
+    from .benchmarking import benchmark
 
     report = benchmark(checkpoint, shards, out, limit=limit, steps=steps, guidance=guidance, speed=speed, seed=seed, size=size,
-                       device=gen_device, **_config(analysis_size, clip_frames, max_offset, identity, arcface, syncnet, i3d,
+                       gen_device=gen_device, **_config(analysis_size, clip_frames, max_offset, identity, arcface, syncnet, i3d,
                                                     fid, device, quiet))
     typer.echo(_summary(report, out))
 

@@ -78,18 +78,19 @@ def benchmark(
     speed: float | None = None,
     seed: int = 0,
     size: int | None = None,
-    device: str = "auto",
+    gen_device: str = "auto",
     **options,
 ) -> dict:
     """Generate every test clip (at most `limit`) into `out/generated/`, then `compare` them with
     the real clips into `out` (report.json, report.md, plots). `speed`: a constant head speed for
-    every clip instead of each clip's own mean (stage-3 checkpoints only). `options`:
+    every clip instead of each clip's own mean (stage-3 checkpoints only); `gen_device`: emo-infer's
+    `device` for generation. `options`:
     `EvalConfig` fields for the comparison. Returns the report."""
     from emo_infer import InferError, generate
     from emo_infer.checkpoint import open_checkpoint
     from tqdm import tqdm
 
-    from .compare import compare
+    from .comparison import compare
     from .config import EvalConfig
 
     cfg = EvalConfig(**options)  # option mistakes surface before any generation
@@ -113,7 +114,7 @@ def benchmark(
         speeds[key] = wanted
         try:
             generate(checkpoint=Path(checkpoint), image=portrait, audio=audio, out=generated / f"{key}.mp4", speed=wanted,
-                     steps=steps, guidance=guidance, seed=seed, size=size, device=device, progress=False)
+                     steps=steps, guidance=guidance, seed=seed, size=size, device=gen_device, progress=False)
         except InferError as err:
             raise EvalError(f"generating {key}: {err}") from None
     report = compare(generated, real=inputs / "real", portraits=inputs / "portraits", audio=inputs / "audio",
