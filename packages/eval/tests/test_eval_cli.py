@@ -57,6 +57,7 @@ def test_cli_compare_writes_the_report(small_set, tmp_path, monkeypatch, capsys)
     assert video["generated"]["frames"] == 20 and video["generated"]["head_speed_requested"] == 7.0
     assert 0 < video["paired"]["ssim"] < 1 and video["paired"]["psnr"] > 10 and video["generated"]["fsim"] > 0.8
     assert video["generated"]["lsync_corr"] is None  # no sound anywhere: sync cannot be measured ...
+    assert report["metrics"]["lsync"]["status"] == "skipped" and "no audio" in report["metrics"]["lsync"]["reason"]
     assert "| a |" in (out / "report.md").read_text()  # ... and the table still has the video
     assert {p.name for p in (out / "videos" / "a").iterdir()} == {"identity.png", "mouth.png", "speed.png", "strip.png"}
     assert not (out / ".staging").exists()

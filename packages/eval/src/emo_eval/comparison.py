@@ -148,7 +148,7 @@ def compare(
                        "audio": None if audio is None else str(audio), "videos": len(items)},
             "settings": {"analysis_size": cfg.analysis_size, "clip_frames": cfg.clip_frames, "max_offset": cfg.max_offset,
                          "identity": cfg.identity, "fvd_frames": cfg.fvd_frames, "device": cfg.device},
-            "metrics": describe_metrics(tools, items),
+            "metrics": describe_metrics(tools, items, any(c.audio is not None for c in conditioning.values())),
             "overall": overall(videos, pools),
             "videos": videos,
             "timings": {"seconds": {k: round(v, 3) for k, v in sorted(timings.items())},

@@ -52,7 +52,7 @@ def library_versions() -> dict[str, str | None]:
     return versions
 
 
-def describe_metrics(tools, items) -> dict[str, dict]:
+def describe_metrics(tools, items, has_audio: bool = True) -> dict[str, dict]:
     """What each metric is, what it ran on, or why it was skipped."""
     from .pixels import SSIM_SETTINGS
 
@@ -95,6 +95,8 @@ def describe_metrics(tools, items) -> dict[str, dict]:
             reason = no_real
         if reason is None and not has_portrait and name == "fsim":
             reason = "no --portraits given"
+        if reason is None and not has_audio and name in ("lsync", "sync_c", "sync_d"):
+            reason = "no audio: no --audio and the videos have no sound"
         if reason is None and not has_speed and name == "head_speed_error":
             reason = "no requested --speed given"
         info["status"] = "skipped" if reason else "ok"
