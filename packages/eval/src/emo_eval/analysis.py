@@ -101,6 +101,12 @@ class VideoSeries:
         return np.concatenate(self.inception) if self.inception else None
 
 
+def thumbnail(rgb: np.ndarray) -> np.ndarray:
+    """A copy with the long side THUMB_SIDE (for the frame strip)."""
+    scale = THUMB_SIDE / max(rgb.shape[:2])
+    return cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+
+
 def read_frames(path: Path, fps: float) -> Iterator[np.ndarray]:
     """RGB frames of a video at a constant `fps` (the annotator's decoder)."""
     from emo_annotate.errors import MediaError
@@ -159,8 +165,7 @@ class _Recorder:
             s.changes.append(frame_change(self._previous, rgb))
         self._previous = rgb
         if index % self._thumb_every == 0:
-            scale = THUMB_SIDE / max(rgb.shape[:2])
-            s.thumbs[index] = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            s.thumbs[index] = thumbnail(rgb)
         t = self._timed("frame_change", t)
         if tools.inception is not None:
             self._batch.append(rgb)

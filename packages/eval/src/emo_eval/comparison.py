@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .analysis import Tools, analyze_pair
+from .analysis import Tools, analyze_pair, thumbnail
 from .config import EvalConfig
 from .errors import EvalError
 from .inputs import SpeedSpec, VideoItem, pair_inputs
@@ -27,7 +27,7 @@ class Conditioning:
 
     audio: np.ndarray | None  # 16 kHz mono, or None (no sound anywhere)
     audio_source: str | None  # where it came from
-    portrait_rgb: np.ndarray | None
+    portrait_rgb: np.ndarray | None  # a small copy, for the frame strip
     portrait_embedding: np.ndarray | None
 
 
@@ -83,6 +83,7 @@ def prepare(item: VideoItem, tools: Tools) -> Conditioning:
         if landmarks is None:
             raise EvalError(f"--portraits: no face found in {item.portrait}")
         embedding = tools.embedder.embed(rgb, landmarks)
+        rgb = thumbnail(rgb)
     return Conditioning(audio, source, rgb, embedding)
 
 
