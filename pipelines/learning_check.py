@@ -225,22 +225,45 @@ def generate(checkpoint: Path, held: HeldOut, jobs: list[Job], work: Path, profi
 # -------------------------------------------------------------------------------- evaluation
 
 
-def evaluate(held: HeldOut, jobs: list[Job], work: Path, profile: Profile) -> dict[str, dict]:
+def real_in_generation_framing(held: HeldOut, checkpoint: Path, work: Path) -> Path | None:
+    """The real video cropped as the generations are (emo-infer's crop of the portrait, which is
+    that video's first frame's framing, at the checkpoint's size): paired metrics need the same
+    framing. None without a real video."""
+    if held.real is None:
+        return None
+    target = work / "inputs" / "real.mp4"
+    if target.is_file():
+        return target
+    import av
+    from emo_annotate.crop import crop_square
+    from emo_annotate.media import VideoWriter, read_audio
+    from emo_infer.checkpoint import open_checkpoint
+    from emo_infer.portrait import prepare_portrait
+
+    info = open_checkpoint(checkpoint)
+    portrait = prepare_portrait(held.portrait, info.train_size, info.crop_scale, 1.2)
+    with av.open(str(held.real)) as container, VideoWriter(target, 25.0, audio=read_audio(held.real)) as writer:
+        for frame in container.decode(video=0):
+            writer.add(crop_square(frame.to_ndarray(format="rgb24"), portrait.crop, info.train_size))
+    return target
+
+
+def evaluate(held: HeldOut, real: Path | None, jobs: list[Job], work: Path, profile: Profile) -> dict[str, dict]:
     """`emo_eval.compare` of each generation; the mouth is always measured against the held-out
     audio's loudness (the control's own sound is another recording)."""
     import emo_eval
 
     reports = {}
     for job in jobs:
-        real = held.real if job.name == "audio" else None
+        real = real if job.name == "audio" else None
         speed = float(job.speed) if job.name.startswith("speed_") or job.name == "long" else None
         reports[job.name] = emo_eval.compare(
             work / "generated" / f"{job.name}.mp4", real=real, portraits=held.portrait,
             audio=work / "inputs" / "audio.wav" if job.name in ("control", "audio") else None,
             speed=speed, out=work / "eval" / job.name, fid=False, progress=False,
         )
-    if held.real is not None:
-        reports["real"] = emo_eval.compare(held.real, portraits=held.portrait, audio=held.audio, out=work / "eval" / "real",
+    if real is not None:
+        reports["real"] = emo_eval.compare(real, portraits=held.portrait, audio=held.audio, out=work / "eval" / "real",
                                            fid=False, progress=False)
     return reports
 
@@ -288,6 +311,40 @@ def figures(reports: dict[str, dict], profile: Profile) -> dict:
     return result
 
 
+# -------------------------------------------------------------------------------------- strip
+
+
+def frame_strip(held: HeldOut, work: Path, size: int, columns: int = 8) -> Path:
+    """One picture a person can judge at a glance: a row per video (the real one first), the
+    portrait crop in front, `columns` frames spread over each video's first seconds."""
+    import av
+    from PIL import Image, ImageDraw
+
+    def frames(path: Path) -> list[np.ndarray]:
+        with av.open(str(path)) as container:
+            return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+
+    real = work / "inputs" / "real.mp4"
+    rows = [("real", real)] if real.is_file() else []
+    rows += [(name, work / "generated" / f"{name}.mp4") for name in ("audio", "control", "silence")]
+    rows += sorted((p.stem, p) for p in (work / "generated").glob("speed_*.mp4"))
+    portrait = Image.open(held.portrait).convert("RGB")
+    label_width = 80
+    canvas = Image.new("RGB", (label_width + size * (columns + 1), size * len(rows)), "white")
+    draw = ImageDraw.Draw(canvas)
+    for row, (name, path) in enumerate(rows):
+        video = frames(path)
+        picks = np.linspace(0, min(len(video), 4 * 25) - 1, columns).round().astype(int)
+        canvas.paste(portrait.resize((size, size)), (label_width, row * size))
+        for column, index in enumerate(picks):
+            image = Image.fromarray(video[index]).resize((size, size))
+            canvas.paste(image, (label_width + size * (column + 1), row * size))
+        draw.text((4, row * size + size // 2 - 6), name, fill="black")
+    target = work / "strip.png"
+    canvas.save(target)
+    return target
+
+
 # -------------------------------------------------------------------------------------- main
 
 
@@ -325,13 +382,15 @@ def main(argv: list[str] | None = None) -> int:
     checkpoint = train(shards, out, profile, timer, args.preset)
     jobs = generation_jobs(held, out, profile)
     generate(checkpoint, held, jobs, out, profile, timer)
-    reports = evaluate(held, jobs, out, profile)
+    real = real_in_generation_framing(held, checkpoint, out)
+    reports = evaluate(held, real, jobs, out, profile)
     result = {
         "profile": args.profile,
         "settings": asdict(profile),
         "figures": figures(reports, profile),
         "seconds": {**timer.seconds, "total": time.perf_counter() - started},
     }
+    frame_strip(held, out, profile.size)
     (out / "report.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result["figures"], indent=2))
     return 0
