@@ -52,6 +52,9 @@ class Profile:
     guidance: float  # audio classifier-free guidance at generation
     speeds: tuple[float, float, float] = (0.0, 25.0, 50.0)  # still, medium, fast (deg/s)
     identities: tuple[str, ...] = ("astronaut", "grace_hopper", "carphone")
+    mouth_margin: float = 0.2  # the audio's mouth correlation must beat the control's by this
+    speed_margin: float = 5.0  # each faster request must give a head faster by this (deg/s)
+    vae_margin_db: float = 10.0  # the trained VAE must reconstruct this much better than an untrained one
 
 
 PROFILES = {
@@ -268,7 +271,7 @@ def evaluate(held: HeldOut, real: Path | None, jobs: list[Job], work: Path, prof
     return reports
 
 
-def figures(reports: dict[str, dict], profile: Profile) -> dict:
+def figures(reports: dict[str, dict], profile: Profile, vae: dict) -> dict:
     def video(name: str) -> dict:
         entry = next(iter(reports[name]["videos"].values()))
         return entry["metrics"]
@@ -276,6 +279,7 @@ def figures(reports: dict[str, dict], profile: Profile) -> dict:
     audio, control, silence = video("audio"), video("control"), video("silence")
     speeds = {s: video(f"speed_{int(s)}")["generated"]["head_speed_mean"] for s in profile.speeds}
     result = {
+        "vae": {key: vae.get(key) for key in ("reconstruction_psnr", "untrained_reconstruction_psnr", "evaluation_frames")},
         "identity": {
             "psnr": audio.get("paired", {}).get("psnr"),
             "ssim": audio.get("paired", {}).get("ssim"),
@@ -309,6 +313,35 @@ def figures(reports: dict[str, dict], profile: Profile) -> dict:
         },
     }
     return result
+
+
+def verdicts(result: dict, profile: Profile) -> dict[str, dict]:
+    """Each question's answer with the margin it is held to: {name: {passed, detail}}."""
+
+    def check(passed: bool, detail: str) -> dict:
+        return {"passed": bool(passed), "detail": detail}
+
+    vae, mouth, speed = result["vae"], result["mouth"], result["speed"]["measured"]
+    gain = vae["reconstruction_psnr"] - vae["untrained_reconstruction_psnr"]
+    corr, control = mouth["corr_audio"], mouth["corr_control"]
+    steps = [b - a for a, b in zip(speed, speed[1:])] if None not in speed else []
+    return {
+        "vae": check(gain >= profile.vae_margin_db,
+                     f"reconstruction {vae['reconstruction_psnr']:.1f} dB against {vae['untrained_reconstruction_psnr']:.1f} dB "
+                     f"untrained (at least {profile.vae_margin_db:g} dB better)"),
+        "audio_moves_the_mouth": check(
+            corr is not None and control is not None and corr >= control + profile.mouth_margin,
+            f"mouth-loudness correlation {corr} with the audio against {control} with another recording's "
+            f"(at least {profile.mouth_margin:g} more)"),
+        "silence_keeps_it_closed": check(
+            None not in (mouth["open_silence_video"], mouth["open_voiced"])
+            and mouth["open_silence_video"] < 0.5 * mouth["open_voiced"],
+            f"mean opening {mouth['open_silence_video']} from silence against {mouth['open_voiced']} on voiced frames "
+            "(less than half)"),
+        "speed_moves_the_head": check(
+            bool(steps) and min(steps) >= profile.speed_margin,
+            f"measured {speed} deg/s for requested {list(profile.speeds)} (each faster by at least {profile.speed_margin:g})"),
+    }
 
 
 # -------------------------------------------------------------------------------------- strip
@@ -384,16 +417,21 @@ def main(argv: list[str] | None = None) -> int:
     generate(checkpoint, held, jobs, out, profile, timer)
     real = real_in_generation_framing(held, checkpoint, out)
     reports = evaluate(held, real, jobs, out, profile)
+    vae = json.loads((out / "runs" / "stagevae" / "summary.json").read_text())
+    measured = figures(reports, profile, vae)
     result = {
         "profile": args.profile,
         "settings": asdict(profile),
-        "figures": figures(reports, profile),
+        "figures": measured,
+        "verdicts": verdicts(measured, profile),
         "seconds": {**timer.seconds, "total": time.perf_counter() - started},
     }
     frame_strip(held, out, profile.size)
     (out / "report.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result["figures"], indent=2))
-    return 0
+    for name, verdict in result["verdicts"].items():
+        print(f"{'PASS' if verdict['passed'] else 'FAIL'} {name}: {verdict['detail']}")
+    return 0 if all(v["passed"] for v in result["verdicts"].values()) else 1
 
 
 if __name__ == "__main__":
