@@ -188,12 +188,19 @@ def _stream_start_s(stream) -> float:
     return float(stream.start_time * stream.time_base)
 
 
-def add_h264_stream(container, fps: float, width: int, height: int, crf: int, preset: str, threads: int = 0):
-    """An H.264 yuv420p video stream on `container`; `threads` = 0 lets x264 choose."""
+def add_h264_stream(
+    container, fps: float, width: int, height: int, crf: int, preset: str, threads: int = 0, x264_params: str | None = None
+):
+    """An H.264 yuv420p video stream on `container`; `threads` = 0 lets x264 choose; `x264_params`
+    (`key=value:key=value`) overrides the preset's x264 settings."""
     stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
     stream.width, stream.height = width, height
     stream.pix_fmt = "yuv420p"
-    stream.options = {"crf": str(crf), "preset": preset, **({"threads": str(threads)} if threads else {})}
+    stream.options = {
+        "crf": str(crf), "preset": preset,
+        **({"threads": str(threads)} if threads else {}),
+        **({"x264-params": x264_params} if x264_params else {}),
+    }
     return stream
 
 
@@ -258,7 +265,8 @@ class VideoWriter:
 
     The video stream is created from the first frame's size; the audio (float32 `(n,)` mono or
     `(2, n)` stereo at `audio_rate`) is encoded when the writer closes. The container format
-    follows the file name unless `container_format` is given.
+    follows the file name unless `container_format` is given; `x264_params` goes to the encoder
+    (see `add_h264_stream`).
     """
 
     def __init__(
@@ -270,6 +278,7 @@ class VideoWriter:
         crf: int = 18,
         preset: str = "veryfast",
         container_format: str | None = None,
+        x264_params: str | None = None,
     ):
         self.fps = fps
         self.frames = 0
@@ -281,13 +290,15 @@ class VideoWriter:
             layout = "stereo" if self._audio.shape[0] == 2 else "mono"
             self._audio_stream = self._container.add_stream("aac", rate=audio_rate, layout=layout)
         self._audio_rate = audio_rate
-        self._crf, self._preset = crf, preset
+        self._crf, self._preset, self._x264_params = crf, preset, x264_params
 
     def add(self, rgb: np.ndarray) -> None:
         """One (h, w, 3) uint8 frame (odd sides are cut to even)."""
         if self._video is None:
             h, w = rgb.shape[0] // 2 * 2, rgb.shape[1] // 2 * 2
-            self._video = add_h264_stream(self._container, self.fps, w, h, self._crf, self._preset)
+            self._video = add_h264_stream(
+                self._container, self.fps, w, h, self._crf, self._preset, x264_params=self._x264_params
+            )
         rgb = np.ascontiguousarray(rgb[: self._video.height, : self._video.width])
         self._container.mux(self._video.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
         self.frames += 1

@@ -24,6 +24,14 @@ logger = logging.getLogger(__name__)
 
 CONTAINERS = {".mp4", ".mov", ".m4v", ".mkv"}  # containers that hold H.264 with AAC
 
+# x264 settings of every output. libx264 (core 165, as PyAV's wheels bundle it) reads
+# uninitialised memory in its macroblock-tree rate control at many frame sizes (64, 72, 96, 136,
+# 200, 520 px, ...; not 128, 256 or 512): the same frames then encode to different streams
+# depending on what the heap held before, so the first video of a process differed from later
+# ones (by up to 61 levels once decoded). Without mbtree the stream depends on the frames alone,
+# at about 35% more bits for the same CRF (and +0.4 dB PSNR; BENCHMARKS.md).
+X264_PARAMS = "mbtree=0"
+
 
 @dataclass(frozen=True)
 class GenerationResult:
@@ -34,6 +42,13 @@ class GenerationResult:
     clips: int
     audio_seconds: float
     seconds: dict[str, float]  # wall time by part: load, features, vae_encode, reference_net, denoise, vae_decode, ...
+
+
+def open_video_writer(path: Path, fps: float, driving: "DrivingAudio", crf: int):
+    """The output's writer: H.264 (deterministic settings, see X264_PARAMS) with the input's sound."""
+    from emo_annotate.media import VideoWriter
+
+    return VideoWriter(path, fps, audio=driving.track, audio_rate=driving.track_rate, crf=crf, x264_params=X264_PARAMS)
 
 
 def check_output(out: Path) -> Path:
@@ -112,7 +127,6 @@ def generate(cfg: InferConfig | None = None, **options) -> GenerationResult:
         generate(checkpoint="runs/s3", image="me.jpg", audio="song.m4a", out="me.mp4", speed=15)
     """
     import torch
-    from emo_annotate.media import VideoWriter
 
     from .audio import audio_features, make_featurizer
     from .checkpoint import load_weights
@@ -144,7 +158,7 @@ def generate(cfg: InferConfig | None = None, **options) -> GenerationResult:
     )
     driving = inputs.driving
     try:
-        with VideoWriter(inputs.partial, info.fps, audio=driving.track, audio_rate=driving.track_rate, crf=cfg.crf) as writer:
+        with open_video_writer(inputs.partial, info.fps, driving, cfg.crf) as writer:
             for rgb in frames:
                 writer.add(rgb)
         os.replace(inputs.partial, cfg.out)  # a failed or interrupted run never leaves a half-written video at --out
