@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 import torch.utils.checkpoint
 from diffusers import ModelMixin, MotionAdapter, UNet2DConditionModel
+from diffusers.models.attention import FeedForward
 from diffusers.models.resnet import ResnetBlock2D
 from torch import nn
 
@@ -48,6 +49,19 @@ STAGE_GROUPS: dict[int, tuple[str, ...]] = {
     2: ("temporal", "audio_attention"),  # video: 4 motion + 12 target frames
     3: ("temporal", "speed"),  # audio attention frozen on purpose (speed would take over the motion)
 }
+
+
+def use_channels_last(module: nn.Module) -> nn.Module:
+    """Put `module`'s 4-d weights in channels-last memory format (faster convolutions on tensor
+    cores); its state dict (what `save_pretrained` writes) stays in the ordinary contiguous layout."""
+
+    def contiguous_state(module, state_dict, prefix, local_metadata) -> None:
+        for key in [key for key in state_dict if key.startswith(prefix)]:
+            state_dict[key] = state_dict[key].contiguous()
+
+    module.to(memory_format=torch.channels_last)
+    module.register_state_dict_post_hook(contiguous_state)
+    return module
 
 
 def _as_list(value):
@@ -247,6 +261,22 @@ class EMOModel(nn.Module):
         self.backbone.enable_gradient_checkpointing()
         self.reference_net.enable_gradient_checkpointing()
         self.gradient_checkpointing = True
+
+    def compile_blocks(self, **compile_options) -> None:
+        """`torch.compile` the blocks that repeat, each on its own (regional compilation: blocks of
+        one code share compiled graphs, shapes turn dynamic after the first recompile): resnets
+        and feed-forwards of both UNets, and the temporal layers. Left eager: attention layers
+        (one SDPA call each, and their processors hold per-layer Python state that would make
+        every layer compile apart) and resnets that carry a temporal layer's hook."""
+        import torch._dynamo
+
+        # one compiled graph per block shape (SD1.5 has about a dozen resnet widths): let dynamo
+        # keep them all rather than fall back to eager after its default 8
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+        for module in (*self.backbone.modules(), *self.reference_net.modules(), *self.temporal.modules()):
+            hooked = bool(getattr(module, "_forward_hooks", None))
+            if isinstance(module, (ResnetBlock2D, FeedForward, TemporalTransformer)) and not hooked:
+                module.compile(**compile_options)
 
     # ------------------------------------------------------------------------------ parameters
 
