@@ -105,18 +105,20 @@ def prepare_inputs(cfg: InferConfig) -> PreparedInputs:
     speed = speed_track(cfg.speed, driving.num_frames)
     landmarks = info.annotation.get("landmarks") or "mediapipe"  # boxes as the training data's detector drew them
     portrait = prepare_portrait(cfg.image, size, info.crop_scale, cfg.mask_scale, landmarks)
-    _warn_about_conditioning(cfg, info, speed is not None)
+    _check_conditioning(cfg, info, speed is not None)
     return PreparedInputs(info, partial, device, dtype, size, driving, speed, portrait)
 
 
-def _warn_about_conditioning(cfg: InferConfig, info, has_speed: bool) -> None:
+def _check_conditioning(cfg: InferConfig, info, has_speed: bool) -> None:
     if info.stage < 2:
         logger.warning("a stage-%d checkpoint: its temporal layers and audio attention are untrained, "
                        "the video will not follow the audio (use the stage-3 run)", info.stage)
     if has_speed and info.stage < 3:
         logger.warning("the checkpoint is from stage %d: its speed layers are untrained, --speed has no learnt effect", info.stage)
-    if not has_speed and info.stage == 3:
-        logger.warning("stage-3 checkpoint without --speed: no head-speed conditioning (try --speed 10..20)")
+    if not has_speed and info.stage == 3 and info.drop_speed == 0:
+        # its temporal layers never ran without speed tokens: that input is out of distribution
+        raise InferError("this stage-3 checkpoint was trained with a head speed on every clip: pass --speed "
+                         "(deg/s, e.g. 15; emo-annotate stats shows the training range)")
     if cfg.audio_encoder is not None and info.audio_features.get("kind") != "wav2vec2":
         logger.warning("--audio-encoder ignored: the checkpoint was trained on %s features", info.audio_features.get("kind"))
 
@@ -145,6 +147,13 @@ def generate(cfg: InferConfig | None = None, **options) -> GenerationResult:
     features = audio_features(featurizer, inputs.driving.samples, inputs.driving.num_frames, info.fps)
     featurized = time.perf_counter()
     model, vae, scheduler = load_weights(info, device, inputs.dtype)
+    if cfg.channels_last:
+        from emo_train.models import use_channels_last
+
+        for module in (model.backbone, model.reference_net, model.face_locator, vae):
+            use_channels_last(module)
+    if cfg.compile:
+        model.compile_blocks()
     expected = tuple(model.audio_projection.config.feature_shape)
     if tuple(features.shape[1:]) != expected:
         raise InferError(f"the audio features are {list(features.shape[1:])}, the model expects {list(expected)}")
