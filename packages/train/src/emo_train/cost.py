@@ -145,7 +145,6 @@ def _by_part(counter: FlopCounterMode) -> dict[str, int]:
     return {part: int(sum(sum(counts.get(name, {}).values()) for name in names)) for part, names in _PARTS.items()}
 
 
-@functools.lru_cache(maxsize=None)  # a checkpointed step's model FLOPs come from the plain step's count
 def training_step_cost(
     stage: int,
     preset: str = "sd15",
@@ -159,10 +158,26 @@ def training_step_cost(
 ) -> StepCost:
     """FLOPs and memory of one optimizer step of `stage`, running `emo_train.train.TrainingStep`
     (VAE encoding, ReferenceNet, backbone with the EMO layers, MSE loss), backward and AdamW."""
+    size = size or (64 if preset == "tiny" else 512)
+    shape = tuple(audio_feature_shape) if audio_feature_shape is not None else None
+    return _step_cost(stage, preset, size, frames, motion_frames, batch, mixed_precision, gradient_checkpointing, shape)
+
+
+@functools.lru_cache(maxsize=None)  # a checkpointed step's model FLOPs come from the plain step's count
+def _step_cost(
+    stage: int,
+    preset: str,
+    size: int,
+    frames: int,
+    motion_frames: int,
+    batch: int,
+    mixed_precision: str,
+    gradient_checkpointing: bool,
+    audio_feature_shape: tuple[int, ...] | None,
+) -> StepCost:
     from .config import OptimOptions
     from .train import TrainingForward, TrainingStep, make_optimizer
 
-    size = size or (64 if preset == "tiny" else 512)
     dtype = {"no": None, "bf16": torch.bfloat16, "fp16": torch.float16}[mixed_precision]
 
     def one_step(count_flops: bool):
@@ -211,8 +226,7 @@ def training_step_cost(
     parts["other"] = forward - sum(parts[p] for p in _PARTS)
     hardware = forward + backward
     if gradient_checkpointing:  # model FLOPs: what the same step costs without recomputation
-        plain = training_step_cost(stage, preset, size, frames, motion_frames, batch, mixed_precision, False,
-                                   audio_feature_shape)
+        plain = _step_cost(stage, preset, size, frames, motion_frames, batch, mixed_precision, False, audio_feature_shape)
         model_flops = plain.flops
     else:
         model_flops = hardware
