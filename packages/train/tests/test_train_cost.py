@@ -26,13 +26,13 @@ def test_live_memory_follows_allocations_and_frees():
 def test_fake_step_flops_equal_the_real_steps():
     cost = training_step_cost(2, "tiny", mixed_precision="no")
     torch.manual_seed(0)
-    model, vae = _fake_model("tiny", None)  # outside fake mode: real tensors
+    model, vae = random_model("tiny", None)  # outside fake mode: real tensors
     model.set_trainable_stage(2)
     model.train()
     step = TrainingStep(TrainingForward(model), vae, 2, torch.device("cpu"))
     counter = FlopCounterMode(display=False)
     with counter:
-        step.loss(_fake_batch(model, 2, 1, 64, 12, 4), torch.Generator().manual_seed(0)).backward()
+        step.loss(synthetic_batch(model, 2, 1, 64, 12, 4), torch.Generator().manual_seed(0)).backward()
     assert counter.get_total_flops() == cost.hardware_flops == cost.flops
     assert sum(cost.flops_by_part.values()) == cost.flops and cost.flops_by_part["vae_encode"] > 0
 

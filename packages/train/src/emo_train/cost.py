@@ -104,7 +104,8 @@ class StepCost:
     bytes: dict[str, int] = field(default_factory=dict)  # weights, gradients, optimizer, activations, peak
 
 
-def _fake_model(preset: str, audio_feature_shape: tuple[int, ...] | None):
+def random_model(preset: str, audio_feature_shape: tuple[int, ...] | None = None):
+    """A randomly initialised EMOModel of `preset` and its VAE (SD1.5's architecture, or the tiny one)."""
     from diffusers import AutoencoderKL
 
     from .models import EMOModel, get_preset
@@ -115,7 +116,7 @@ def _fake_model(preset: str, audio_feature_shape: tuple[int, ...] | None):
     return model, vae.requires_grad_(False).eval()
 
 
-def _fake_batch(model, stage: int, batch: int, size: int, frames: int, motion_frames: int) -> dict:
+def synthetic_batch(model, stage: int, batch: int, size: int, frames: int, motion_frames: int) -> dict:
     """A micro-batch as the data loader hands it out (uint8 frames, audio windows, flags)."""
     f = 1 if stage == 1 else frames
     pixels = lambda k: torch.randint(0, 256, (batch, 3, k, size, size), dtype=torch.uint8)  # noqa: E731
@@ -184,14 +185,14 @@ def _step_cost(
         """One step on fake tensors: FLOPs (forward and backward counters) or memory, not both at
         once: the FLOP counter's module tracking keeps tensors alive until backward ends."""
         with FakeTensorMode(allow_non_fake_inputs=True):
-            model, vae = _fake_model(preset, audio_feature_shape)
+            model, vae = random_model(preset, audio_feature_shape)
             trainable = model.set_trainable_stage(stage)
             model.train()
             if gradient_checkpointing:
                 model.enable_gradient_checkpointing()
             step = TrainingStep(TrainingForward(model), vae, stage, torch.device("cpu"), dtype)
             optimizer = make_optimizer(trainable, OptimOptions(), torch.device("cpu"))
-            data = _fake_batch(model, stage, batch, size, frames, motion_frames)
+            data = synthetic_batch(model, stage, batch, size, frames, motion_frames)
             generator = torch.Generator().manual_seed(0)
             memory = LiveMemory()
             for tensor in (*model.parameters(), *model.buffers(), *vae.parameters(), *vae.buffers()):
@@ -267,7 +268,7 @@ def generation_cost(
     scheduler.set_timesteps(steps)
     timesteps = scheduler.timesteps.tolist()
     with FakeTensorMode(allow_non_fake_inputs=True), torch.inference_mode():
-        model, vae = _fake_model(preset, audio_feature_shape)
+        model, vae = random_model(preset, audio_feature_shape)
         model.eval()
         projection = model.audio_projection.config
         with counters["per_video"]:
