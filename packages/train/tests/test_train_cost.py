@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from emo_train.cost import LiveMemory, _fake_batch, _fake_model, generation_cost, training_step_cost
+from emo_train.cost import LiveMemory, generation_cost, random_model, synthetic_batch, training_step_cost
 from emo_train.train import TrainingForward, TrainingStep
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils.flop_counter import FlopCounterMode
