@@ -4,8 +4,9 @@ Measured in one run, on the same file:
   decode            PyAV decode + constant-fps resampling, frames as YUV planes (no conversion)
   decode+landmarks  the annotator's first pass: decode, downscale, face detection + face mesh
   annotator         everything: both passes, crop, H.264 encode, pose, speed, mel, sample bytes
-then the Ray runner with 1 and 2 workers over several copies, and the peak memory of a worker
-on a 60 s 720p video.
+the same three on a BT.601 full-range copy (every stored crop is colour-converted), then the Ray
+runner with 1 and 2 workers over several copies, and the peak memory of a worker on a 60 s 720p
+video.
 
     uv run python packages/annotate/benchmarks/bench_annotate.py [--out bench_out] [--quick]
 """
@@ -56,6 +57,31 @@ def make_720p_talking_head(path: Path, seconds: float) -> Path:
 
     write_video(path, frames_720p(), fps, audio=samples.synth_speech(n / fps), crf=20)
     return path
+
+
+def full_range_bt601_copy(path: Path, out: Path) -> Path:
+    """The same video re-encoded as phones write it (BT.601, full range, tagged): the annotator
+    then converts every crop to the stored BT.709 limited range."""
+    if out.exists():
+        return out
+    with av.open(str(path)) as source, av.open(str(out), mode="w") as target:
+        stream = source.streams.video[0]
+        video = target.add_stream("libx264", rate=stream.average_rate)
+        video.width, video.height, video.pix_fmt = stream.codec_context.width, stream.codec_context.height, "yuvj420p"
+        video.codec_context.colorspace, video.codec_context.color_range = 6, 2  # SMPTE170M (BT.601), JPEG
+        video.options = {"crf": "20", "preset": "veryfast"}
+        audio = target.add_stream("aac", rate=16000, layout="mono")
+        for frame in source.decode(stream):
+            yuv = frame.reformat(format="yuv420p", dst_colorspace="ITU601", dst_color_range="JPEG")
+            yuv.pts, yuv.time_base = frame.pts, frame.time_base
+            target.mux(video.encode(yuv))
+        target.mux(video.encode())
+        speech = samples.synth_speech(probe(path).duration_s)
+        chunk = av.AudioFrame.from_ndarray(speech[None], format="fltp", layout="mono")
+        chunk.sample_rate, chunk.pts = 16000, 0
+        target.mux(audio.encode(chunk))
+        target.mux(audio.encode())
+    return out
 
 
 def rate(frames: int, seconds: float) -> float:
@@ -156,7 +182,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("bench_out"))
     parser.add_argument("--quick", action="store_true", help="short videos (a smoke run, not for BENCHMARKS.md)")
-    parser.add_argument("--parts", default="stages,scaling,memory", help="comma-separated subset to run")
+    parser.add_argument("--parts", default="stages,full_range,scaling,memory", help="comma-separated subset to run")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     cfg = AnnotateConfig()
@@ -167,6 +193,8 @@ def main() -> None:
                           "python": platform.python_version()}}
     if "stages" in parts:
         report["stages_720p"] = bench_stages(short, cfg)
+    if "full_range" in parts:  # a BT.601 full-range source: every crop is colour-converted
+        report["stages_720p_bt601_full_range"] = bench_stages(full_range_bt601_copy(short, args.out / "talk720_601_full.mp4"), cfg)
     if "scaling" in parts:
         report["scaling"] = bench_scaling(short, args.out, 2 if args.quick else 4, cfg)
     if "memory" in parts:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 
 from emo_annotate import samples
 from emo_annotate.config import AnnotateConfig, RunConfig
-from emo_annotate.media import write_video
+from emo_annotate.media import encode_wav, write_video
 from emo_annotate.runner import run
 
 FPS = 25.0
@@ -50,6 +51,10 @@ def make_bad_inputs(d: Path, media_dir: Path) -> dict[str, str]:
     odd = d / "sub dir" / "ödd name.with.dots & spaces.mp4"
     odd.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(media_dir / "carphone.mp4", odd)
+    # a name that is not UTF-8 (a Latin-1 file system), an audio file and a note among the videos
+    shutil.copy(media_dir / "carphone.mp4", os.path.join(os.fsencode(d), b"caf\xe9 latin1.mp4"))
+    (d / "speech.wav").write_bytes(encode_wav(speech))
+    (d / "README.txt").write_text("interviews, June\n")
     return {
         "empty.mp4": "failed",
         "truncated.mp4": "failed",
@@ -60,6 +65,9 @@ def make_bad_inputs(d: Path, media_dir: Path) -> dict[str, str]:
         "cartoon.mp4": "skipped",
         "two_faces.mp4": "skipped",
         "sub dir/ödd name.with.dots & spaces.mp4": "ok",
+        "caf\\xe9 latin1.mp4": "ok",  # as the index spells a byte that is not UTF-8
+        "speech.wav": "skipped",
+        "README.txt": "skipped",
     }
 
 

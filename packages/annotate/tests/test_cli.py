@@ -51,5 +51,5 @@ def test_output_that_is_a_file_or_foreign_dir_is_not_touched(tmp_path, media_dir
 def test_empty_input_dir(tmp_path):
     (tmp_path / "in").mkdir()
     result = emo("run", str(tmp_path / "in"), str(tmp_path / "out"))
-    assert result.returncode == 1 and "no video files" in result.stderr
+    assert result.returncode == 1 and "no files" in result.stderr
     assert not (tmp_path / "out").exists()

@@ -18,8 +18,9 @@ def test_resampling_29_97_to_25_fps_keeps_duration():
     assert [k for k, _ in frames] == list(range(len(frames)))
     assert abs(len(frames) - info.duration_s * 25) <= 1
     assert to_rgb(frames[0][1]).shape == (144, 176, 3)
-    y, u, v = to_yuv420(frames[0][1])
+    (y, u, v), colour = to_yuv420(frames[0][1])
     assert y.shape == (144, 176) and u.shape == v.shape == (72, 88)
+    assert colour.describe() == {"matrix": "bt601", "range": "limited"}  # untagged SD: what players assume
 
 
 def test_low_fps_source_repeats_frames_and_downscale(tmp_path):

@@ -59,26 +59,36 @@ def annotate_one(path) -> dict[str, np.ndarray]:
     return arrays
 
 
+def true_angles(pose: np.ndarray, applied_roll: np.ndarray) -> np.ndarray:
+    """(T, 3) yaw, pitch, roll of the ground truth: the photo's own head rotation R0 (unknown,
+    estimated as the mean of the estimates with the applied rotation undone) turned in the image
+    plane by the applied roll. Under intrinsic YXZ angles an image roll of a head that is not
+    frontal changes yaw and pitch a little too, so the truth is compared angle by angle."""
+    est = Rotation.from_euler("YXZ", np.stack([pose[:, 0], -pose[:, 1], pose[:, 2]], axis=1), degrees=True)
+    applied = Rotation.from_euler("z", applied_roll[:, None], degrees=True)
+    return rotations_to_euler(applied * (applied.inv() * est).mean())
+
+
 def test_roll_and_speed_match_ground_truth_on_a_real_face(tmp_path):
     roll = samples.roll_trajectory(75, FPS, amplitude=15.0, hz=0.5)
     plain = annotate_one(samples.make_astronaut_video(tmp_path / "a.mp4", roll, FPS))
     mirrored = annotate_one(samples.make_astronaut_video(tmp_path / "m.mp4", roll, FPS, mirror=True))
     assert len(plain["frames"]) == len(mirrored["frames"]) == len(roll)  # every frame annotated
 
-    # the photo's own head tilt is an unknown constant: the rotation we apply is the ground truth
-    est = plain["pose.npy"][:, 2]
-    offset = np.median(est - roll)
-    assert np.abs(est - roll - offset).max() < 1.0
-
     # mirror image: roll follows the negated trajectory
-    est_m = mirrored["pose.npy"][:, 2]
-    offset_m = np.median(est_m + roll)
-    assert np.abs(est_m + roll - offset_m).max() < 1.0
-    assert np.sign(offset) == -np.sign(offset_m)
+    for result, applied in ((plain, roll), (mirrored, -roll)):
+        pose = result["pose.npy"]
+        error = np.abs(pose[:, :3] - true_angles(pose, applied))
+        assert error[:, 2].max() < 1.0  # roll, every frame
+        assert error[:, :2].max() < 2.0 and error[:, :2].std(axis=0).max() < 0.5  # yaw and pitch stay put
+    assert np.sign(np.median(plain["pose.npy"][:, 2] - roll)) == -np.sign(np.median(mirrored["pose.npy"][:, 2] + roll))
 
-    true_speed = np.abs(np.diff(roll)) * FPS
+    # per-frame speed against the trajectory's own derivative at each frame's time (this
+    # machine: 6.7% and 8.6% of the mean speed; BENCHMARKS.md has the figures over 8 trajectories)
+    t = np.arange(len(roll)) / FPS
+    true_speed = np.abs(15.0 * 2 * np.pi * 0.5 * np.cos(2 * np.pi * 0.5 * t))
     for speed in (plain["speed.npy"], mirrored["speed.npy"]):
-        assert abs(speed.mean() - true_speed.mean()) < 0.1 * true_speed.mean()
+        assert np.abs(speed - true_speed).mean() < 0.10 * true_speed.mean()
 
 
 def test_mirrored_real_talking_head_negates_yaw_and_roll(media_dir, tmp_path):

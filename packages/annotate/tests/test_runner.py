@@ -76,12 +76,15 @@ def test_every_bad_input_gets_a_status_row_and_good_clips_survive(annotated):
     for source, status in expected.items():
         rows = [r for r in table if r["source"] == source]
         assert rows, f"no row for {source}"
+        rows = [r for r in rows if r["status"] != "dropped"]  # stretches of a video, with their reason
         if status == "ok":
             assert all(r["status"] == "ok" and r["key"] for r in rows), rows
         else:
             assert len(rows) == 1 and rows[0]["status"] == status and rows[0]["reason"], rows
-    reasons = {r["source"]: r["reason"] for r in table if r["status"] != "ok"}
+    reasons = {r["source"]: r["reason"] for r in table if r["status"] not in ("ok", "dropped")}
     assert reasons["empty.mp4"] == "empty file"
+    assert reasons["speech.wav"] == "no video stream"
+    assert reasons["README.txt"].startswith("not a video file")
     assert reasons["no_audio.mp4"] == "no audio track"
     assert reasons["two_faces.mp4"] == "several faces"
     assert reasons["no_face.mp4"] == "no face" and reasons["cartoon.mp4"] == "no face"
@@ -92,11 +95,11 @@ def test_every_bad_input_gets_a_status_row_and_good_clips_survive(annotated):
 
 def test_rerun_skips_finished_work_and_changes_nothing(annotated):
     inputs, out, _, summary = annotated
-    before = tree_digest(out, skip={"index.parquet", "manifest.json"})
+    before = tree_digest(out, skip={"index.parquet", "manifest.json", "run.lock"})
     again = run(inputs, out, AnnotateConfig(videos_per_task=3, shard_size=2), RunConfig(num_workers=2, progress=False))
     assert again["units_skipped_as_done"] == again["units"]
     assert again["clips"] == summary["clips"]
-    assert tree_digest(out, skip={"index.parquet", "manifest.json"}) == before
+    assert tree_digest(out, skip={"index.parquet", "manifest.json", "run.lock"}) == before
 
 
 def test_other_config_into_same_output_is_refused_untouched(annotated):
@@ -188,3 +191,58 @@ def test_crashed_worker_is_retried(many_inputs, clean_run, tmp_path):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert content(out) == clean_run
+
+
+def test_resume_from_another_input_directory_is_refused_untouched(annotated, tmp_path):
+    _, out, _, _ = annotated
+    before = tree_digest(out)
+    (tmp_path / "other").mkdir()
+    with pytest.raises(RunError, match="holds a run over"):
+        run(tmp_path / "other", out, AnnotateConfig(videos_per_task=3, shard_size=2), RunConfig(progress=False))
+    assert tree_digest(out) == before
+
+
+# -- one writer at a time -----------------------------------------------------------------------
+
+
+def test_a_second_run_into_the_same_output_is_refused_while_the_first_runs(many_inputs, tmp_path):
+    out = tmp_path / "out"
+    first = subprocess.Popen(cli(str(many_inputs), str(out), "--num-workers", "1"), start_new_session=True)
+    try:
+        wait_for(lambda: (out / "run.lock").exists() and (out / "run.lock").read_text().startswith("pid"))
+        second = subprocess.run(cli(str(many_inputs), str(out), "--num-workers", "1"), capture_output=True, text=True, timeout=120)
+        lines = [line for line in second.stderr.splitlines() if line.strip()]
+        assert second.returncode == 1 and len(lines) == 1, second.stderr
+        assert lines[0].startswith("error: ") and "being written by another emo-annotate run" in lines[0]
+        assert f"pid {first.pid}" in lines[0]
+        assert first.poll() is None  # the first run goes on
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    with OutputLayout(out).exclusive():  # a killed holder leaves no stale lock behind
+        pass
+
+
+def test_a_stale_attempt_cannot_commit_a_retried_attempts_half_written_shard(tmp_path):
+    """A unit retried while its first attempt still runs (a worker taken for dead): both write
+    the same shard; each writes its own temporary file, so the one that loses can only fail."""
+    from emo_annotate.shards import ShardSink
+
+    layout = OutputLayout(tmp_path / "out")
+    layout.create()
+
+    def sample(key: str) -> dict:
+        meta = {"frames": 3, "fps": 25.0, "quality": {"speed_mean": 1.0}}
+        return {"__key__": key, "json": json.dumps(meta).encode(), "speed.npy": b"x" * 1000}
+
+    stale = ShardSink(layout, 7, shard_size=2)
+    stale.add(sample("v_000"))
+    layout.clear_unit(7)  # the retried attempt starts over
+    retry = ShardSink(layout, 7, shard_size=2)
+    retry.add(sample("v_000"))
+    with pytest.raises(FileNotFoundError):
+        stale.add(sample("v_001"))  # its file was cleared away: it cannot commit anything
+    retry.add(sample("v_001"))
+    shard = layout.shard_path("00007-000")
+    assert [s["__key__"] for s in wds.WebDataset(str(shard), shardshuffle=False)] == ["v_000", "v_001"]
+    assert json.loads(layout.stats_path("00007-000").read_text())["keys"] == ["v_000", "v_001"]

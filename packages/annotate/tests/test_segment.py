@@ -1,18 +1,25 @@
-"""Clip cutting on per-frame observations."""
+"""Clip cutting on per-frame signals: every edge and every dropped stretch has its reason."""
 
 from __future__ import annotations
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 from emo_annotate.config import ClipConfig
-from emo_annotate.segment import NO_FACE, SEVERAL_FACES, find_clips
+from emo_annotate.pipeline import Observations, fill_missing_landmarks
+from emo_annotate.pose import canonical_face_model, clip_pose
+from emo_annotate.segment import (
+    FROZEN, JUMP_CUT, LOW_PICTURE_RATE, NO_AUDIO, NO_FACE, SCENE_CUT, SEVERAL_FACES, SMALL_FACE, SPLIT_LONG,
+    SPLIT_SMALL_FACE, TRACK_JUMP, VIDEO_END, VIDEO_START, FrameSignals, find_clips,
+)
 
 CFG = ClipConfig(min_frames=16, max_seconds=2.0)
 
 
-def observations(counts, cut_at=(), jump_at=()):
+def signals(counts, cut_at=(), jump_at=(), step_at=(), still=(), no_audio=(), slide=0.0) -> FrameSignals:
     n = len(counts)
     boxes = np.tile(np.array([100, 100, 200, 200], np.float32), (n, 1))
+    boxes[:, [0, 2]] += (slide * np.arange(n))[:, None]  # the face moves `slide` px a frame
     for t in jump_at:
         boxes[t:] += 300  # the face jumps elsewhere
     hists = np.zeros((n, 32), np.float32)
@@ -20,38 +27,114 @@ def observations(counts, cut_at=(), jump_at=()):
     for t in cut_at:
         hists[t:] = 0
         hists[t:, 25] = 1  # a different shot from t on
-    return np.array(counts), boxes, hists
+    steps = 0.01 + 0.002 * np.sin(np.arange(n))  # ordinary landmark motion, face sides a frame
+    steps[0] = np.nan
+    for t in step_at:
+        steps[t] = 0.09  # the landmarks jump, same framing
+    fresh = np.ones(n, bool)
+    for a, b in still:
+        fresh[a:b] = False
+    coverage = np.ones(n)
+    for a, b in no_audio:
+        coverage[a:b] = 0.0
+    return FrameSignals(np.array(counts), boxes, hists, steps, fresh, coverage)
 
 
-def spans(counts, **kw):
-    result, reason = find_clips(*observations(counts, **kw), fps=25.0, cfg=CFG)
-    return [(s.start, s.stop) for s in result], reason
+def spans(counts, frame_size=None, **kw):
+    cut = find_clips(signals(counts, **kw), fps=25.0, cfg=CFG, frame_size=frame_size)
+    return [(s.start, s.stop) for s in cut.spans], cut
 
 
 def test_one_continuous_face_is_one_clip():
-    assert spans([1] * 40) == ([(0, 40)], None)
+    result, cut = spans([1] * 40)
+    assert result == [(0, 40)] and cut.reason is None and cut.dropped == []
+    assert (cut.spans[0].start_reason, cut.spans[0].end_reason) == (VIDEO_START, VIDEO_END)
 
 
 def test_long_tracks_split_evenly_under_max_length():
-    result, _ = spans([1] * 120)  # 50 frames max at 25 fps x 2 s
+    result, cut = spans([1] * 120)  # 50 frames max at 25 fps x 2 s
     assert result == [(0, 40), (40, 80), (80, 120)]
+    assert [s.end_reason for s in cut.spans] == [SPLIT_LONG, SPLIT_LONG, VIDEO_END]
 
 
-def test_scene_cut_and_track_jump_end_clips():
-    assert spans([1] * 40, cut_at=(20,))[0] == [(0, 20), (20, 40)]
-    assert spans([1] * 40, jump_at=(22,))[0] == [(0, 22), (22, 40)]
+def test_scene_cut_track_jump_and_jump_cut_end_clips_with_their_reason():
+    for kw, reason in (({"cut_at": (20,)}, SCENE_CUT), ({"jump_at": (22,)}, TRACK_JUMP), ({"step_at": (21,)}, JUMP_CUT)):
+        result, cut = spans([1] * 42, **kw)
+        t = next(iter(kw.values()))[0]
+        assert result == [(0, t), (t, 42)], kw
+        assert cut.spans[0].end_reason == cut.spans[1].start_reason == reason
+
+
+def test_fast_but_smooth_motion_is_no_jump_cut():
+    sig = signals([1] * 40)
+    sig.landmark_steps[10:30] = np.linspace(0.01, 0.09, 20)  # a head turn speeding up
+    assert [(s.start, s.stop) for s in find_clips(sig, 25.0, CFG).spans] == [(0, 40)]
 
 
 def test_brief_false_second_face_is_tolerated_but_a_second_person_is_not():
-    brief = [1] * 20 + [2] * 2 + [1] * 20
-    assert spans(brief)[0] == [(0, 42)]
-    second_person = [1] * 20 + [2] * 10 + [1] * 20
-    assert spans(second_person)[0] == [(0, 20), (30, 50)]
+    assert spans([1] * 20 + [2] * 2 + [1] * 20)[0] == [(0, 42)]
+    result, cut = spans([1] * 20 + [2] * 10 + [1] * 20)
+    assert result == [(0, 20), (30, 50)]
+    assert cut.spans[0].end_reason == cut.spans[1].start_reason == SEVERAL_FACES
+
+
+def test_frames_without_sound_end_clips():
+    result, cut = spans([1] * 60, no_audio=((25, 30),))
+    assert result == [(0, 25), (30, 60)]
+    assert cut.spans[0].end_reason == NO_AUDIO and cut.dropped == []
+
+
+def test_a_frozen_stretch_is_dropped_with_its_reason_and_short_repeats_are_not():
+    result, cut = spans([1] * 60, still=((20, 35),))
+    assert result == [(0, 20), (35, 60)]
+    assert [(d.start, d.stop) for d in cut.dropped] == [(20, 35)] and cut.dropped[0].reason.startswith(FROZEN)
+    assert cut.spans[0].end_reason == FROZEN
+    # 29.97 -> 25 fps never repeats, 20 -> 25 repeats one frame in five: no freeze, enough pictures
+    assert spans([1] * 40, still=[(t, t + 1) for t in range(4, 40, 5)])[0] == [(0, 40)]
+
+
+def test_low_picture_rate_drops_the_clip():
+    result, cut = spans([1] * 50, still=[(t, t + 2) for t in range(1, 50, 3)])  # a 8.3 fps source
+    assert result == [] and cut.dropped[0].reason.startswith(LOW_PICTURE_RATE)
+    assert cut.reason.startswith("every clip was dropped: " + LOW_PICTURE_RATE)
+
+
+def test_a_face_moving_across_the_frame_is_split_until_it_fills_its_crop():
+    # 100 px face moving 9 px a frame: a 32-frame clip's crop would be 4x the face
+    result, cut = spans([1] * 64, frame_size=(1280, 720), slide=9.0)
+    assert len(result) >= 2 and cut.dropped == []
+    assert SPLIT_SMALL_FACE in {s.end_reason for s in cut.spans}
+    # too fast to fix by halving: dropped with its reason
+    result, cut = spans([1] * 20, frame_size=(1280, 720), slide=20.0)
+    assert result == [] and cut.dropped[0].reason.startswith(SMALL_FACE)
 
 
 def test_reasons_when_nothing_is_usable():
-    assert spans([0] * 40) == ([], NO_FACE)
-    assert spans([2] * 40) == ([], SEVERAL_FACES)
-    assert spans([1] * 5)[1].startswith("too short")
-    result, reason = spans([1] * 10 + [0] * 3 + [1] * 10)
-    assert result == [] and "longest 10" in reason
+    assert spans([0] * 40)[1].reason == NO_FACE
+    assert spans([2] * 40)[1].reason == SEVERAL_FACES
+    assert spans([1] * 5)[1].reason.startswith("too short")
+    assert spans([1] * 40, no_audio=((0, 40),))[1].reason == f"{NO_AUDIO} where the face is"
+    result, cut = spans([1] * 10 + [0] * 3 + [1] * 10)
+    assert result == [] and "longest 10" in cut.reason
+
+
+def test_transient_frames_without_landmarks_are_interpolated_not_zero():
+    """A frame with two detections and no confirmed mesh inside a still-head track: its landmarks
+    come from its neighbours, so the head speed stays ~0 (zeros gave a 100+ deg/s spike)."""
+    n = 30
+    rot = Rotation.from_euler("YXZ", [10.0, -5.0, 3.0], degrees=True)
+    face = rot.apply(canonical_face_model()) * 12.0 * np.array([1.0, -1.0, -1.0]) + np.array([320.0, 240.0, 0.0])
+    landmarks = np.repeat(face[None].astype(np.float32), n, axis=0)
+    known = np.ones(n, bool)
+    counts = np.ones(n, int)
+    known[14:16], counts[14:16] = False, 2
+    landmarks[14:16] = 0.0  # what pass 1 stores for a frame without a mesh
+    boxes = np.tile(np.array([200, 120, 440, 360], np.float32), (n, 1))
+    obs = Observations(counts, boxes, landmarks, known, np.zeros((n, 32), np.float32), np.ones(n, bool))
+    sig = signals(counts.tolist())
+    cut = find_clips(sig, 25.0, CFG)
+    assert [(s.start, s.stop) for s in cut.spans] == [(0, n)]
+    assert fill_missing_landmarks(obs, cut.spans) == [2]
+    crop = np.array([160.0, 80.0, 320.0])
+    _, speed = clip_pose(obs.landmarks, "mediapipe", crop, 25.0, CFG.smoothing_seconds)
+    assert speed.max() < 0.5

@@ -263,3 +263,26 @@ def test_cli_verify_exit_codes(annotated, broken):
     bad = CliRunner().invoke(app, ["verify", str(broken[0])])
     assert bad.exit_code == 1
     assert bad.output.count("PROBLEM ") >= 8
+
+
+def test_unit_numbers_past_99999_are_valid(annotated, tmp_path):
+    """Unit 100000 names its shards 100000-000: six digits, still a committed, valid output."""
+    _, out, _, _ = annotated
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    layout = OutputLayout(copy)
+    unit = int(layout.shard_files()[0].stem.split("-")[0])
+    renamed = {}
+    for tar in [t for t in layout.shard_files() if int(t.stem.split("-")[0]) == unit]:
+        new = f"{unit + 100000}-{tar.stem.split('-')[1]}"
+        renamed[tar.stem] = new
+        tar.rename(layout.shard_path(new))
+        stats = json.loads(layout.stats_path(tar.stem).read_text())
+        layout.stats_path(tar.stem).unlink()
+        layout.stats_path(new).write_text(json.dumps({**stats, "shard": f"{new}.tar", "unit": unit + 100000}))
+    layout.unit_path(unit).rename(layout.unit_path(unit + 100000))
+    table = pq.read_table(layout.index).to_pylist()
+    for row in table:
+        row["shard"] = renamed.get(row["shard"], row["shard"])
+    pq.write_table(pa.Table.from_pylist(table, schema=pq.read_schema(layout.index)), layout.index)
+    assert verify_output(copy)[0] == []

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 from emo_annotate import samples
-from emo_annotate.config import AnnotateConfig
+from emo_annotate.config import AnnotateConfig, ClipConfig
 from emo_annotate.pipeline import Annotator
 from emo_infer import InferError
 from emo_infer.portrait import prepare_portrait, read_image
@@ -18,7 +18,9 @@ def test_crop_matches_the_annotators_crop_of_the_same_face(tmp_path):
     photo = tmp_path / "astronaut.jpg"
     cv2.imwrite(str(photo), cv2.cvtColor(samples.astronaut_image(), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
     video = samples.make_astronaut_video(tmp_path / "still.mp4", np.zeros(20), 25.0)
-    cfg = AnnotateConfig(size=128)
+    # a still picture is a frozen stretch to the annotator: its freeze checks are off here, the
+    # framing is what is compared
+    cfg = AnnotateConfig(size=128, clip=ClipConfig(max_still_seconds=1e9, min_picture_rate=0.0))
     clips = []
     annotator = Annotator(cfg)
     try:
@@ -71,3 +73,19 @@ def test_images_from_pillow_and_ffmpeg(tmp_path):
 def test_no_face_is_an_error(no_face_image):
     with pytest.raises(InferError, match="no face found"):
         prepare_portrait(no_face_image, 64, 2.0, 1.2)
+
+
+def test_a_video_portrait_is_read_upright_with_its_own_colours(tmp_path):
+    """A phone video (pixels stored sideways, a display matrix, full-range colours) given as the
+    portrait is read as the annotator reads training videos: upright, colours as recorded."""
+    from emo_annotate.sync_media import make_sync_video
+
+    video = make_sync_video(tmp_path, "rotated_90")
+    rgb = read_image(video.path)
+    assert rgb.shape == (512, 384, 3)  # upright portrait, not the stored 512 x 384 landscape
+    for level, (x0, y0, x1, y1) in video.grey_boxes.items():
+        assert abs(rgb[(y0 + y1) // 2, (x0 + x1) // 2].mean() - level) <= 5
+    full = make_sync_video(tmp_path, "full_range")
+    rgb = read_image(full.path)
+    for level, (x0, y0, x1, y1) in full.grey_boxes.items():
+        assert abs(rgb[(y0 + y1) // 2, (x0 + x1) // 2].mean() - level) <= 5

@@ -92,6 +92,12 @@ def test_resolve_shards(shard_dir, tmp_path):
     shutil.copytree(shard_dir, copy)
     (copy / "stats" / f"{names[-1]}.json").unlink()
     assert [Path(u).name for u in resolve_shards(copy)] == [Path(u).name for u in committed[:-1]]
+    # nor the shards of a unit that never committed its index part (it died after some shards)
+    for unit in (copy / "units").glob("*.parquet"):
+        unit.unlink()
+    for spec in (copy, copy / "shards"):
+        with pytest.raises(ValueError, match="no shards"):
+            resolve_shards(spec)
     with pytest.raises(ValueError, match="no shards"):
         resolve_shards(tmp_path / "copy" / "units")
     assert shard_audio_feature_shape(shard_dir) == (320,)  # 4 mel frames x 80 bands
@@ -293,6 +299,10 @@ def test_fsspec_urls(shard_dir, raw):
     for path in sorted((shard_dir / "shards").glob("*.tar")) + sorted((shard_dir / "stats").glob("*.json")):
         fs.pipe(f"/emo-test/run/{path.parent.name}/{path.name}", path.read_bytes())
     try:
+        with pytest.raises(ValueError, match="no shards"):  # no unit committed yet: nothing to read
+            resolve_shards("memory://emo-test/run")
+        for path in sorted((shard_dir / "units").glob("*.parquet")):
+            fs.pipe(f"/emo-test/run/units/{path.name}", path.read_bytes())
         urls = resolve_shards("memory://emo-test/run")
         assert [u.rsplit("/", 1)[1] for u in urls] == [Path(u).name for u in shard_urls(shard_dir)]
         cfg = DataConfig(shards="memory://emo-test/run", stage=1, size=SIZE, shuffle_buffer=0)

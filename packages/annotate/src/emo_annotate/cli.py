@@ -65,8 +65,9 @@ def run(
     summary = run_annotation(input_dir, output_dir, cfg, RunConfig(address=address, num_workers=num_workers, progress=not quiet))
     typer.echo(
         f"{summary['clips']} clips ({summary['hours'] * 60:.1f} min) in {output_dir}; "
-        f"{summary['skipped_inputs']} inputs skipped, {summary['failed_inputs']} failed "
-        f"(see index.parquet); {summary['units_skipped_as_done']}/{summary['units']} units were already done"
+        f"{summary['skipped_inputs']} inputs skipped, {summary['failed_inputs']} failed, "
+        f"{summary['dropped_stretches']} stretches dropped for label problems (see index.parquet); "
+        f"{summary['units_skipped_as_done']}/{summary['units']} units were already done"
     )
 
 
@@ -135,6 +136,59 @@ def demo(
     typer.echo(f"  emo-annotate stats {shards}")
     if problems:
         raise typer.Exit(1)
+
+
+@app.command()
+def synth(
+    out_dir: Annotated[Path, typer.Argument(help="Where the set (or the one video with --audio) goes.")],
+    identity: Annotated[Optional[list[str]], typer.Option("--identity", help="Built-in identity (astronaut, grace_hopper, carphone) or a photo file; repeat for several (default: the built-ins).")] = None,
+    audio: Annotated[Optional[Path], typer.Option(help="Render one video of one --identity speaking this file (anything FFmpeg decodes) instead of a set.", exists=True, dir_okay=False)] = None,
+    name: Annotated[Optional[str], typer.Option(help="With --audio: the recording's name in the file name (default: the file's stem).")] = None,
+    speed: Annotated[str, typer.Option(help="With --audio: head speed in deg/s (0 = still) or 'varied' (segments from still to fast).")] = "varied",
+    recordings: Annotated[int, typer.Option(help="Synthesised recordings in the set (voices cycle).", min=1)] = 6,
+    held_out: Annotated[int, typer.Option(help="How many of them (the last) are held out of training.", min=0)] = 2,
+    espeak_recordings: Annotated[int, typer.Option(help="Extra training recordings spoken by espeak-ng (must be installed).", min=0)] = 0,
+    seconds: Annotated[float, typer.Option(help="Length of each recording and video in the set.", min=1)] = 8.0,
+    seed: Annotated[int, typer.Option(help="Seeds recordings, speed profiles and starting poses.")] = 0,
+    size: Annotated[int, typer.Option(help="Side of the square frame in pixels (even).", min=64)] = 256,
+    face_fraction: Annotated[float, typer.Option(help="Face size as a fraction of the frame side.", min=0.1, max=0.8)] = 0.4,
+    fps: Annotated[float, typer.Option(help="Frame rate.", min=1)] = 25.0,
+    max_gap: Annotated[float, typer.Option(help="Lip gap at full opening, in face heights.", min=0.01, max=0.3)] = 0.1,
+    yaw: Annotated[float, typer.Option(help="Yaw amplitude of the head's path (degrees).", min=0, max=25)] = 12.0,
+    roll: Annotated[float, typer.Option(help="Roll amplitude of the head's path (degrees).", min=0, max=30)] = 12.0,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Render talking heads with known ground truth: the mouth opens with the audio's loudness, the
+    head turns at a known speed; mp4 with sound + per-frame JSON (see the README)."""
+    if size % 2:
+        raise UserError(f"--size must be even (H.264 4:2:0), not {size}")
+    if not audio and (name or speed != "varied"):
+        raise UserError("--name and --speed apply only with --audio (a set uses varied speeds)")
+    head_speed = None
+    if speed != "varied":
+        try:
+            head_speed = float(speed)
+        except ValueError:
+            raise UserError(f"--speed must be a number of deg/s or 'varied', not {speed!r}") from None
+        if not 0 <= head_speed <= 360:
+            raise UserError(f"--speed must be between 0 and 360 deg/s, not {speed}")
+    if audio and (not identity or len(identity) != 1):
+        raise UserError("--audio renders one video: give exactly one --identity")
+    if not audio and held_out >= recordings:
+        raise UserError(f"--held-out ({held_out}) must be smaller than --recordings ({recordings})")
+    from .synth import SetOptions, SynthConfig, build_set, file_recording, render_one
+
+    cfg = SynthConfig(size=size, face_fraction=face_fraction, fps=fps, max_gap=max_gap, yaw_amplitude=yaw, roll_amplitude=roll)
+    if audio:
+        path = render_one(out_dir, identity[0], file_recording(audio, name), head_speed, cfg, seed)
+        typer.echo(str(path))
+        return
+    opts = SetOptions(recordings=recordings, held_out=held_out, espeak_recordings=espeak_recordings, seconds=seconds, seed=seed,
+                      **({"identities": tuple(identity)} if identity else {}))
+    manifest = build_set(out_dir, opts, cfg, progress=not quiet)
+    splits = [v["split"] for v in manifest["videos"]]
+    typer.echo(f"{len(splits)} videos in {out_dir}: {splits.count('train')} to train on (annotate {out_dir / 'train'}), "
+               f"{splits.count('held_out')} held out; ground truth in each video's .json, the set in set.json")
 
 
 def main() -> None:

@@ -52,6 +52,28 @@ class ClipConfig:
     max_spurious_face_frames: int = 3
     """A second face seen on at most this many consecutive frames inside a one-face track is
     taken for a detector false positive; longer, and the track ends (several faces)."""
+    min_audio_coverage: float = 0.9
+    """Share of a frame's sound that must be decoded from the source (not the zeros put where
+    it has none: before the sound starts, in holes); frames below it end clips ("no audio")."""
+    max_still_seconds: float = 0.25
+    """Longer stretches without a new picture (stalls, freeze frames) end clips ("frozen
+    picture") and are reported as dropped."""
+    still_threshold: float = 0.3
+    """Mean absolute difference (grey levels, 32x32 face patch) below which a frame shows the
+    same picture as the one before (a repeated frame re-encoded differs by less)."""
+    min_picture_rate: float = 20.0
+    """New pictures per second a clip needs; fewer (sources below 20 fps, stuttering streams)
+    and the clip is dropped: its frames repeat while the speech goes on."""
+    min_face_fraction: float = 0.3
+    """Smallest median face side over crop side (crop_scale 2 gives 0.5 for a still face); a face
+    moving across the frame widens the fixed crop, and such clips are halved or dropped."""
+    jump_cut_min_step: float = 0.04
+    """A jump cut moves the landmarks at least this far between two frames (median over the
+    points, in face sides) ..."""
+    jump_cut_ratio: float = 4.0
+    """... and this many times the median step of the frames around it."""
+    jump_cut_context: int = 6
+    """Frames on each side that give that median step."""
     crop_scale: float = 2.0
     """Side of the square crop as a multiple of the largest face-box side over the clip."""
     smoothing_seconds: float = 0.28

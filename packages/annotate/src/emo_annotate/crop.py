@@ -36,25 +36,48 @@ def crop_box(boxes: np.ndarray, width: int, height: int, crop_scale: float) -> n
 def crop_square(image: np.ndarray, crop: np.ndarray, size: int, fill: int = 0) -> np.ndarray:
     """The square `crop` = (x0, y0, side) of an (h, w) or (h, w, c) image, `fill` outside the
     image, resized to size x size (area filter when shrinking, cubic when enlarging)."""
-    x0, y0, side = (int(v) for v in crop)
-    h, w = image.shape[:2]
-    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x0 + side, w), min(y0 + side, h)
-    patch = image[sy0:sy1, sx0:sx1]
-    if patch.shape[:2] != (side, side):
-        canvas = np.full((side, side, *image.shape[2:]), fill, image.dtype)
-        canvas[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = patch
-        patch = canvas
-    interp = cv2.INTER_AREA if side > size else cv2.INTER_CUBIC
-    return cv2.resize(patch, (size, size), interpolation=interp)
+    x0, y0, side = crop
+    return _crop_resize(image, np.array([x0, y0, side, side], np.float64), size, fill)
 
 
-def crop_square_yuv420(planes, crop: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The square `crop` of Y, U, V planes (black outside the frame), resized to size x size
-    luma; `crop` has even x0, y0 and side, so chroma takes exactly half of each."""
+def coded_rect(crop: np.ndarray, rotation: int, sample_aspect, coded_size: tuple[int, int]) -> np.ndarray:
+    """The square display-pixel `crop` (x0, y0, side) of an upright, square-pixel picture as the
+    rectangle (x0, y0, w, h) of the coded frame it comes from (luma pixels, all even, so chroma
+    takes exactly half): undo the quarter turn `rotation` (counter-clockwise, as in `np.rot90`)
+    and the pixel aspect `sample_aspect` (coded pixel width / height)."""
+    x0, y0, side = (float(v) for v in crop)
+    sar = float(sample_aspect)
+    wu, hu = coded_size[0] * sar, coded_size[1]  # square-pixel size before the turn
+    k = (rotation // 90) % 4
+    # the display square's top-left corner in the unrotated picture; rot90 maps (xu, yu) as
+    # k=1: (wu - yd, xd), k=2: (wu - xd, hu - yd), k=3: (yd, hu - xd)
+    ux0, uy0 = [(x0, y0), (wu - y0 - side, x0), (wu - x0 - side, hu - y0 - side), (y0, hu - x0 - side)][k]
+    even = lambda v: 2.0 * np.floor(v / 2)  # noqa: E731
+    width = max(2.0, 2.0 * round(side / sar / 2))
+    return np.array([even(ux0 / sar), even(uy0), width, even(side) or 2.0], np.float64)
+
+
+def crop_rect_yuv420(planes, rect: np.ndarray, size: int, black_luma: int = 16) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rectangle `rect` = (x0, y0, w, h) (even, luma pixels) of Y, U, V planes, black outside
+    the frame, resized to size x size luma (area filter when shrinking, cubic when enlarging)."""
     return tuple(
-        crop_square(plane, crop / scale, size // scale, fill=black)
-        for plane, scale, black in zip(planes, (1, 2, 2), (16, 128, 128))
+        _crop_resize(plane, rect / scale, size // scale, fill)
+        for plane, scale, fill in zip(planes, (1, 2, 2), (black_luma, 128, 128))
     )
+
+
+def _crop_resize(image: np.ndarray, rect: np.ndarray, size: int, fill: int) -> np.ndarray:
+    x0, y0, w, h = (int(round(v)) for v in rect)
+    ih, iw = image.shape[:2]
+    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x0 + w, iw), min(y0 + h, ih)
+    patch = image[sy0:sy1, sx0:sx1]
+    if patch.shape[:2] != (h, w):
+        canvas = np.full((h, w, *image.shape[2:]), fill, image.dtype)
+        if sx1 > sx0 and sy1 > sy0:
+            canvas[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = patch
+        patch = canvas
+    interp = cv2.INTER_AREA if w * h > size * size else cv2.INTER_CUBIC
+    return cv2.resize(patch, (size, size), interpolation=interp)
 
 
 def to_crop_pixels(boxes: np.ndarray, crop: np.ndarray, size: int) -> np.ndarray:

@@ -13,14 +13,14 @@ from .layout import atomic_path
 SCHEMA = pa.schema(
     [
         ("key", pa.string()),  # clip key (null for a video row)
-        ("status", pa.string()),  # ok | skipped | failed
+        ("status", pa.string()),  # ok | skipped | failed | dropped (a stretch of a video, see reason)
         ("reason", pa.string()),  # human-readable, null when ok
         ("video_id", pa.string()),
         ("source", pa.string()),  # input path relative to the input directory
         ("unit", pa.int32()),
         ("shard", pa.string()),  # shard file name (null for a video row)
         ("clip_index", pa.int32()),
-        ("start_s", pa.float64()),  # clip span in the source video
+        ("start_s", pa.float64()),  # clip (or dropped stretch) span in the source video
         ("end_s", pa.float64()),
         ("frames", pa.int32()),
         ("fps", pa.float64()),
@@ -60,6 +60,11 @@ def video_row(video_id: str, source: str, unit: int, status: str, reason: str | 
     return {"video_id": video_id, "source": source, "unit": unit, "status": status, "reason": reason}
 
 
+def dropped_row(video_id: str, source: str, unit: int, start_s: float, end_s: float, frames: int, fps: float, reason: str) -> dict:
+    """A stretch of a video that had a face but makes no clip (a label problem), with its reason."""
+    return {**video_row(video_id, source, unit, "dropped", reason), "start_s": start_s, "end_s": end_s, "frames": frames, "fps": fps}
+
+
 def to_table(rows: list[dict]) -> pa.Table:
     columns = {name: [row.get(name) for row in rows] for name in SCHEMA.names}
     return pa.table(columns, schema=SCHEMA)
@@ -91,4 +96,5 @@ def summarize(table: pa.Table) -> dict:
         "hours": float((frames / fps).sum() / 3600) if len(frames) else 0.0,
         "skipped_inputs": sum(1 for s, k in zip(status, keys) if s == "skipped" and not k),
         "failed_inputs": sum(1 for s, k in zip(status, keys) if s == "failed" and not k),
+        "dropped_stretches": sum(1 for s in status if s == "dropped"),
     }

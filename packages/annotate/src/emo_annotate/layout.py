@@ -6,20 +6,33 @@
       shards/UUUUU-PPP.tar   WebDataset shards of unit UUUUU, part PPP
       stats/UUUUU-PPP.json   per-shard stats, written after the shard: its commit marker
       units/UUUUU.parquet    the unit's index rows, written last: the unit's commit marker
+      run.lock               held (flock) by the run writing here; a second run is refused
 
-A file is written under a temporary name in the same directory and renamed into place, so a
-reader never sees a partial file, and a run killed at any moment leaves only files that are
-complete or invisibly temporary (`*.tmp`, removed when the unit is redone).
+A file is written under a temporary name unique to the writer (`NAME.<random>.tmp`) in the same
+directory and renamed into place, so a reader never sees a partial file, a run killed at any
+moment leaves only files that are complete or invisibly temporary (removed when the unit is
+redone), and a stale attempt still writing beside a retried one can never rename the other's
+half-written file into place. A shard counts as committed when its stats file and its unit's
+index part both exist (`is_committed`): readers take only those.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import re
+import socket
+import time
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
+from .errors import RunError
+
 TMP_SUFFIX = ".tmp"
+LOCK_NAME = "run.lock"
+SHARD_NAME = re.compile(r"^(\d{5,})-(\d{3,})$")  # unit (5+ digits) - part (3+ digits)
 
 
 class OutputLayout:
@@ -30,6 +43,7 @@ class OutputLayout:
         self.shards = self.root / "shards"
         self.stats = self.root / "stats"
         self.units = self.root / "units"
+        self.lock = self.root / LOCK_NAME
 
     def create(self) -> None:
         for d in (self.shards, self.stats, self.units):
@@ -49,25 +63,76 @@ class OutputLayout:
         return self.units / f"{unit:05d}.parquet"
 
     def committed_units(self) -> set[int]:
-        return {int(p.stem) for p in self.units.glob("*.parquet")} if self.units.exists() else set()
+        if not self.units.exists():
+            return set()
+        return {int(p.stem) for p in self.units.glob("*.parquet") if p.stem.isdigit()}
 
     def shard_files(self) -> list[Path]:
         return sorted(self.shards.glob("*.tar"))
+
+    def committed_shards(self) -> list[Path]:
+        """Shards with their stats whose unit committed: all a reader should take."""
+        stats = {p.stem for p in self.stats.glob("*.json")} if self.stats.exists() else set()
+        units = self.committed_units()
+        return [p for p in self.shard_files() if is_committed(p.stem, stats, units)]
 
     def clear_unit(self, unit: int) -> None:
         """Remove whatever an interrupted attempt at `unit` left behind."""
         prefix = f"{unit:05d}-"
         for d in (self.shards, self.stats):
             for p in d.glob(prefix + "*"):
-                p.unlink()
+                p.unlink(missing_ok=True)  # a stale attempt may remove its own files meanwhile
         for p in self.units.glob(f"{unit:05d}.parquet*"):
-            p.unlink()
+            p.unlink(missing_ok=True)
+
+    @contextmanager
+    def exclusive(self):
+        """Hold the output directory's lock for a run; RunError at once if another run holds it.
+
+        An flock on `run.lock`: released by the kernel when the holder exits, however it dies,
+        so a killed run never blocks the next one (on NFS, Linux maps it to a POSIX lock the
+        server arbitrates between machines).
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 500).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise RunError(f"{self.root} is being written by another emo-annotate run ({holder}); "
+                           "wait for it to finish or choose another output directory") from None
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since "
+                          f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n".encode(), 0)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+
+def shard_unit(name: str) -> int | None:
+    """The unit number of a shard name `UUUUU-PPP` (None for another name)."""
+    match = SHARD_NAME.match(name)
+    return int(match.group(1)) if match else None
+
+
+def is_committed(name: str, stats_names: set[str], committed_units: set[int]) -> bool:
+    """A shard is committed when its stats file (the shard's marker) and its unit's index part
+    (the unit's marker) both exist: a unit that died midway leaves shards nobody should read."""
+    return name in stats_names and shard_unit(name) in committed_units
+
+
+def temporary_name(path: Path) -> Path:
+    """A temporary path next to `path`, unique to this writer."""
+    return path.with_name(f"{path.name}.{uuid.uuid4().hex[:12]}{TMP_SUFFIX}")
 
 
 @contextmanager
 def atomic_path(path: Path):
     """Yield a temporary path next to `path`; rename it into place when the block succeeds."""
-    tmp = path.with_name(path.name + TMP_SUFFIX)
+    tmp = temporary_name(path)
     try:
         yield tmp
         os.replace(tmp, path)

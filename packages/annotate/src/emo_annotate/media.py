@@ -1,6 +1,11 @@
 """Media I/O with PyAV (bundled FFmpeg): constant-fps frame streams, 16 kHz audio, clip encoding.
 
-Frames are streamed one at a time; nothing here holds a whole video in memory.
+Frames are streamed one at a time; nothing here holds a whole video in memory. PyAV leaves three
+things to its caller, all handled here: frames are decoded sideways unless the display matrix is
+applied (`Picture.rotation`), anamorphic sources need their pixel aspect (`Picture.sample_aspect`),
+and YUV -> RGB needs the source's own matrix and range (`frame_colour`; untagged FFmpeg assumes
+BT.601 limited). Audio chunks are placed by their own timestamps on the clock of the video frames
+(`decode_audio`). Everything written is BT.709 limited range, tagged (`STORED_COLOUR`).
 """
 
 from __future__ import annotations
@@ -14,22 +19,147 @@ from typing import Iterator
 
 import av
 import numpy as np
+from av.video.reformatter import Interpolation
 
 from .errors import MediaError
 
 AUDIO_RATE = 16000
 
 
+# -- colour ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Colour:
+    """How Y'CbCr samples map to RGB: the matrix and whether the samples use the full 0-255 range
+    (JPEG/"pc") or the limited 16-235/16-240 range (MPEG/"tv")."""
+
+    matrix: str  # "bt601" | "bt709" | "bt2020" | "smpte240m" | "fcc"
+    full_range: bool
+
+    def describe(self) -> dict:
+        return {"matrix": self.matrix, "range": "full" if self.full_range else "limited"}
+
+
+# Every clip the annotator stores and every video this project writes: BT.709 matrix, primaries and
+# transfer, limited range, tagged in the H.264 stream (VUI) and the container.
+STORED_COLOUR = Colour("bt709", full_range=False)
+STORED_COLOUR_TAGS = {"colorspace": 1, "color_range": 1, "color_primaries": 1, "color_trc": 1}  # AVCOL_*: BT709, MPEG
+
+# FFmpeg's AVColorSpace values -> our matrix names; swscale's names of those matrices
+_MATRIX_OF_AVCOL = {1: "bt709", 4: "fcc", 5: "bt601", 6: "bt601", 7: "smpte240m", 9: "bt2020", 10: "bt2020"}
+_SWS_MATRIX = {"bt709": "ITU709", "bt601": "ITU601", "bt2020": "BT2020", "smpte240m": "SMPTE240M", "fcc": "FCC"}
+_AVCOL_RANGE_JPEG = 2
+_ACCURATE = Interpolation.BILINEAR | Interpolation.ACCURATE_RND
+
+
+def frame_colour(frame: av.VideoFrame) -> tuple[Colour, bool]:
+    """The colour of a decoded frame from its tags, and whether it had to be guessed.
+
+    Untagged matrices are guessed as players do (mpv, browsers): BT.709 for HD pictures (wider
+    than 1024 or taller than 576 pixels), BT.601 below. Untagged range is limited, except for the
+    `yuvj*` pixel formats, which are full range by definition.
+    """
+    matrix = _MATRIX_OF_AVCOL.get(frame.colorspace)
+    guessed = matrix is None
+    if guessed:
+        matrix = "bt709" if frame.width > 1024 or frame.height > 576 else "bt601"
+    full = frame.color_range == _AVCOL_RANGE_JPEG or frame.format.name.startswith("yuvj")
+    return Colour(matrix, full), guessed
+
+
+def _sws_source(colour: Colour) -> dict:
+    return {"src_colorspace": _SWS_MATRIX[colour.matrix], "src_color_range": "JPEG" if colour.full_range else "MPEG"}
+
+
+def _sws_stored() -> dict:
+    return {"dst_colorspace": _SWS_MATRIX[STORED_COLOUR.matrix], "dst_color_range": "JPEG" if STORED_COLOUR.full_range else "MPEG"}
+
+
+def tag_stored_colour(frame: av.VideoFrame) -> av.VideoFrame:
+    for name, value in STORED_COLOUR_TAGS.items():
+        setattr(frame, name, value)
+    return frame
+
+
+def rgb_to_stored_frame(rgb: np.ndarray) -> av.VideoFrame:
+    """(h, w, 3) uint8 RGB (even sides) -> a yuv420p frame in the stored colour, tagged."""
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+    return tag_stored_colour(frame.reformat(format="yuv420p", interpolation=_ACCURATE, **_sws_stored()))
+
+
+def convert_yuv420(planes: tuple[np.ndarray, np.ndarray, np.ndarray], source: Colour) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Y, U, V planes in `source` colour -> the same picture in STORED_COLOUR (a copy only when the
+    colours differ; swscale with accurate rounding: within 3 levels of an exact RGB round trip)."""
+    if source == STORED_COLOUR:
+        return planes
+    y, u, v = planes
+    h, w = y.shape
+    frame = av.VideoFrame.from_ndarray(np.concatenate([y, u.reshape(h // 4, w), v.reshape(h // 4, w)]), format="yuv420p")
+    out = frame.reformat(format="yuv420p", interpolation=_ACCURATE, threads=1, **_sws_source(source), **_sws_stored())
+    return _planes(out)
+
+
+# -- geometry and metadata of a source ------------------------------------------------------------
+@dataclass(frozen=True)
+class Picture:
+    """How a source's decoded frames become what a viewer sees: turned upright by the display
+    matrix, stretched to square pixels, decoded with the source's own colour matrix and range.
+
+    "Display pixels" (what `width`/`height`, face boxes, landmarks and crop boxes use) are the
+    square pixels of the upright picture.
+    """
+
+    coded_width: int
+    coded_height: int
+    rotation: int = 0  # degrees counter-clockwise that turn the decoded frame upright: 0, 90, 180, 270
+    sample_aspect: Fraction = Fraction(1)  # width / height of one coded pixel
+    colour: Colour = STORED_COLOUR
+    colour_guessed: bool = False
+
+    @property
+    def unrotated_size(self) -> tuple[int, int]:
+        """(w, h) in square pixels before rotation."""
+        return max(2, round(self.coded_width * self.sample_aspect)), self.coded_height
+
+    @property
+    def width(self) -> int:
+        w, h = self.unrotated_size
+        return h if self.rotation % 180 else w
+
+    @property
+    def height(self) -> int:
+        w, h = self.unrotated_size
+        return w if self.rotation % 180 else h
+
+    @classmethod
+    def of_frame(cls, frame: av.VideoFrame, sample_aspect: Fraction | None = None) -> "Picture":
+        colour, guessed = frame_colour(frame)
+        rotation = int(round((frame.rotation or 0) / 90.0)) * 90 % 360  # other angles: nearest quarter turn
+        sar = sample_aspect if sample_aspect and sample_aspect > 0 else Fraction(1)
+        return cls(frame.width, frame.height, rotation, sar, colour, guessed)
+
+    def describe(self) -> dict:
+        return {
+            "rotation_applied": self.rotation,
+            "sample_aspect_ratio": [self.sample_aspect.numerator, self.sample_aspect.denominator],
+            "coded_size": [self.coded_width, self.coded_height],
+            "colour": {**self.colour.describe(), "guessed": self.colour_guessed},
+        }
+
+
 @dataclass(frozen=True)
 class VideoInfo:
-    width: int
+    width: int  # display pixels: upright, square pixels
     height: int
     source_fps: float
     duration_s: float
+    start_s: float = 0.0  # time of the first decodable frame: zero of the clock frames and audio share
+    picture: Picture | None = None
 
 
 def probe(path: Path) -> VideoInfo:
-    """Read stream metadata; raises MediaError for anything that is not a decodable video."""
+    """Read stream metadata and the first decodable frame (its time starts the clock that frames
+    and audio share, and it carries the rotation and colour tags); raises MediaError for anything
+    that is not a decodable video."""
     try:
         if path.stat().st_size == 0:
             raise MediaError("empty file")
@@ -39,16 +169,37 @@ def probe(path: Path) -> VideoInfo:
             stream = container.streams.video[0]
             rate = stream.average_rate or stream.guessed_rate or 0
             duration = _duration_s(container, stream)
+            first = _first_frame(container, stream)
+            if first is None:
+                raise MediaError("no decodable video frame")
+            picture = Picture.of_frame(first, stream.sample_aspect_ratio)
             return VideoInfo(
-                width=stream.codec_context.width,
-                height=stream.codec_context.height,
+                width=picture.width,
+                height=picture.height,
                 source_fps=float(rate),
                 duration_s=duration,
+                start_s=float(first.pts * first.time_base),
+                picture=picture,
             )
     except MediaError:
         raise
     except (av.FFmpegError, UnicodeDecodeError, ValueError) as err:
         raise MediaError(f"not a readable video ({_describe(err)})") from None
+
+
+def _first_frame(container, stream) -> av.VideoFrame | None:
+    """The first frame the decoder returns with a timestamp (after a cut mid-GOP, the first
+    keyframe's: frames before it cannot be decoded)."""
+    for frame in container.decode(stream):
+        if frame.pts is not None:
+            return frame
+    return None
+
+
+def _first_frame_time(path: Path) -> float | None:
+    with av.open(str(path)) as container:
+        first = _first_frame(container, container.streams.video[0])
+        return float(first.pts * first.time_base) if first is not None else None
 
 
 def _describe(err: Exception) -> str:
@@ -64,13 +215,15 @@ def _duration_s(container, stream) -> float:
     return 0.0
 
 
+# -- frames ---------------------------------------------------------------------------------------
 def iter_frames(path: Path, fps: float, threads: int = 0) -> Iterator[tuple[int, av.VideoFrame]]:
     """Yield `(index, frame)` at a constant `fps`, dropping or repeating source frames.
 
-    Output frame k is the source frame on screen at time k / fps (times counted from the first
-    frame); a repeated frame is the same object again. Frames stay decoded-but-unconverted, so a
-    caller pays for conversion (`to_rgb`, `to_yuv420`) only on frames it uses. `threads` = 0 lets
-    FFmpeg pick; Ray workers pass 1 because each owns one CPU.
+    Output frame k is the source frame on screen at time k / fps, times counted from the first
+    decodable frame (`VideoInfo.start_s`, the zero of the audio too); a repeated frame is the same
+    object again. Frames stay decoded-but-unconverted, so a caller pays for conversion (`to_rgb`,
+    `to_yuv420`) only on frames it uses. `threads` = 0 lets FFmpeg pick; Ray workers pass 1
+    because each owns one CPU.
     """
     try:
         with av.open(str(path)) as container:
@@ -106,39 +259,121 @@ def iter_frames(path: Path, fps: float, threads: int = 0) -> Iterator[tuple[int,
         raise MediaError(f"decoding failed ({_describe(err)})") from None
 
 
-def to_rgb(frame: av.VideoFrame, max_side: int = 0) -> np.ndarray:
-    """(h, w, 3) uint8; `max_side` > 0 downscales (with the colour conversion, in one swscale
-    pass) so the long side is at most that."""
-    w, h = frame.width, frame.height
+def to_rgb(frame: av.VideoFrame, max_side: int = 0, picture: Picture | None = None) -> np.ndarray:
+    """(h, w, 3) uint8 RGB as a viewer sees the frame: its own colour matrix and range, square
+    pixels, upright. `max_side` > 0 downscales so the long side is at most that; scaling, pixel
+    aspect and colour conversion are one swscale pass, then a quarter turn if the display matrix
+    asks for one. `picture` None reads everything but the pixel aspect from the frame itself."""
+    picture = picture or Picture.of_frame(frame)
+    w, h = picture.unrotated_size
+    interpolation = None
     if max_side and max(w, h) > max_side:
         s = max_side / max(w, h)
-        w, h = max(2, round(w * s)), max(2, round(h * s))
-        return frame.reformat(width=w, height=h, format="rgb24", interpolation="FAST_BILINEAR").to_ndarray()
-    return frame.to_ndarray(format="rgb24")
+        w, h, interpolation = max(2, round(w * s)), max(2, round(h * s)), "FAST_BILINEAR"
+    rgb = frame.to_ndarray(format="rgb24", width=w, height=h, interpolation=interpolation, **_sws_source(picture.colour))
+    return upright(rgb, picture.rotation)
 
 
-def to_yuv420(frame: av.VideoFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Views of the Y, U, V planes (h, w), (h/2, w/2), (h/2, w/2): no RGB round trip, no copy."""
-    if frame.format.name != "yuv420p" or frame.width % 2 or frame.height % 2:
-        frame = frame.reformat(width=frame.width // 2 * 2, height=frame.height // 2 * 2, format="yuv420p")
+def first_frame_rgb(path: Path) -> np.ndarray:
+    """The first decodable frame of a video or image file as a viewer sees it (`to_rgb`: upright,
+    square pixels, its own colours); MediaError when FFmpeg finds none."""
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise MediaError("no video stream")
+            stream = container.streams.video[0]
+            frame = _first_frame(container, stream)
+            if frame is None:
+                raise MediaError("no decodable video frame")
+            return to_rgb(frame, picture=Picture.of_frame(frame, stream.sample_aspect_ratio))
+    except (av.FFmpegError, UnicodeDecodeError, ValueError) as err:
+        raise MediaError(f"not a readable image or video ({_describe(err)})") from None
+
+
+def upright(image: np.ndarray, rotation: int) -> np.ndarray:
+    """Turn an image (or plane) `rotation` degrees counter-clockwise (multiples of 90)."""
+    k = (rotation // 90) % 4
+    return np.ascontiguousarray(np.rot90(image, k)) if k else image
+
+
+def to_yuv420(frame: av.VideoFrame, picture: Picture | None = None) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], Colour]:
+    """Y, U, V planes (h, w), (h/2, w/2), (h/2, w/2) of the coded (not yet upright) frame and
+    their colour: views, no copy, for 8-bit 4:2:0 sources with even sides; other sources (4:2:2,
+    10-bit, odd sides) are converted, straight into the stored colour."""
+    picture = picture or Picture.of_frame(frame)
+    if frame.format.name in ("yuv420p", "yuvj420p") and not (frame.width % 2 or frame.height % 2):
+        return _planes(frame), picture.colour
+    converted = frame.reformat(width=frame.width // 2 * 2, height=frame.height // 2 * 2, format="yuv420p",
+                               interpolation=_ACCURATE, **_sws_source(picture.colour), **_sws_stored())
+    return _planes(converted), STORED_COLOUR
+
+
+def _planes(frame: av.VideoFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return tuple(
         np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
         for plane in frame.planes
     )
 
 
+def crop_to_stored(frame: av.VideoFrame, picture: Picture, crop: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The square display-pixel `crop` (x0, y0, side) of a source frame as size x size Y, U, V
+    planes in the stored colour, upright and with square pixels: cut from the coded planes
+    (never converting the whole frame), resized, colour-converted, turned."""
+    from .crop import coded_rect, crop_rect_yuv420
+
+    planes, colour = to_yuv420(frame, picture)
+    rect = coded_rect(crop, picture.rotation, picture.sample_aspect, (planes[0].shape[1], planes[0].shape[0]))
+    cropped = crop_rect_yuv420(planes, rect, size, black_luma=0 if colour.full_range else 16)
+    cropped = convert_yuv420(cropped, colour)
+    return tuple(upright(plane, picture.rotation) for plane in cropped)
+
+
+# -- audio ----------------------------------------------------------------------------------------
+# Audio frames whose timestamp is further than this from where the previous frame ended start a
+# new stretch at their own time (a hole, an overlap, a jump); smaller jitter is absorbed.
+AUDIO_JITTER_S = 0.01
+
+
+@dataclass
+class AudioTrack:
+    """Decoded audio placed on the video's clock: sample i plays at `start_s + i / rate` of the
+    source. Stretches the source has no audio for (before the sound starts, holes, after it
+    ends) are zeros and are not listed in `covered`."""
+
+    samples: np.ndarray  # (channels, n) float32
+    rate: int
+    covered: list[tuple[int, int]]  # sorted, disjoint [start, stop) sample ranges decoded from the source
+
+    def coverage(self, start: int, stop: int) -> float:
+        """Share of the samples [start, stop) that were decoded from the source."""
+        if stop <= start:
+            return 0.0
+        real = sum(max(0, min(stop, b) - max(start, a)) for a, b in self.covered)
+        return real / (stop - start)
+
+    def frame_coverage(self, num_frames: int, fps: float) -> np.ndarray:
+        """(num_frames,) coverage of each video frame's audio [k / fps, (k + 1) / fps)."""
+        edges = np.round(np.arange(num_frames + 1) / fps * self.rate).astype(np.int64)
+        real = np.zeros(num_frames + 1)
+        for a, b in self.covered:  # cumulative real samples up to each edge
+            real += np.clip(edges, a, b) - a
+        return np.diff(real) / np.maximum(np.diff(edges), 1)
+
+
 def read_audio(path: Path) -> np.ndarray:
-    """The first audio stream as float32 mono at 16 kHz, aligned to the first video frame.
+    """The first audio stream as float32 mono at 16 kHz, sample 0 at the first decodable video
+    frame (holes and a late start are zeros at their place).
 
     Raises MediaError when there is no audio stream or it cannot be decoded.
     """
-    return _decode_audio(path, AUDIO_RATE, "mono")[0][0]
+    return decode_audio(path, AUDIO_RATE, "mono").samples[0]
 
 
 def read_audio_track(path: Path) -> tuple[np.ndarray, int]:
     """The first audio stream as it is: float32 `(channels, n)` (1 or 2 channels; more are mixed
-    down to stereo) at its own sample rate, aligned to the first video frame; and that rate."""
-    return _decode_audio(path, None, None)
+    down to stereo) at its own sample rate, placed like `read_audio`; and that rate."""
+    track = decode_audio(path)
+    return track.samples, track.rate
 
 
 def resample_audio(audio: np.ndarray, rate: int, to_rate: int, layout: str) -> np.ndarray:
@@ -151,51 +386,89 @@ def resample_audio(audio: np.ndarray, rate: int, to_rate: int, layout: str) -> n
     return np.concatenate(chunks, axis=1).astype(np.float32)
 
 
-def _decode_audio(path: Path, rate: int | None, layout: str | None) -> tuple[np.ndarray, int]:
-    """`(channels, n)` float32 and its rate; `rate` / `layout` None keep the stream's own."""
+def decode_audio(path: Path, rate: int | None = None, layout: str | None = None, start_s: float | None = None) -> AudioTrack:
+    """The first audio stream placed by its own timestamps on the video's clock.
+
+    Every decoded chunk goes where its timestamp says, relative to `start_s` (None: the first
+    decodable video frame's time, or the first audio timestamp of a file without video). Runs of
+    chunks that follow each other go through one resampler; a chunk more than AUDIO_JITTER_S away
+    from where the previous one ended (a hole, a jump, an overlap) starts a new run at its own
+    place. Sound before `start_s` is dropped. `rate` / `layout` None keep the stream's own.
+    """
     try:
         with av.open(str(path)) as container:
             if not container.streams.audio:
                 raise MediaError("no audio track")
-            video_start = _stream_start_s(container.streams.video[0]) if container.streams.video else 0.0
+            if start_s is None and container.streams.video:
+                start_s = _first_frame_time(path)
             stream = container.streams.audio[0]
-            audio_start = _stream_start_s(stream)
             rate = rate or stream.codec_context.sample_rate or AUDIO_RATE
             layout = layout or ("stereo" if (stream.codec_context.channels or 1) >= 2 else "mono")
-            resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
-            chunks = []
-            for frame in container.decode(stream):
-                chunks.extend(out.to_ndarray() for out in resampler.resample(frame))
-            chunks.extend(out.to_ndarray() for out in resampler.resample(None))
+            runs = _decode_runs(container, stream, rate, layout)
     except av.FFmpegError as err:
         raise MediaError(f"audio decoding failed ({_describe(err)})") from None
     channels = 2 if layout == "stereo" else 1
-    audio = np.concatenate(chunks, axis=1).astype(np.float32) if chunks else np.zeros((channels, 0), np.float32)
-    if audio.shape[1] == 0:
+    runs = [(t, chunk) for t, chunk in runs if chunk.shape[1]]
+    if not runs:
         raise MediaError("audio track is empty")
-    # put sample 0 at the first video frame's time
-    offset = round((audio_start - video_start) * rate)
-    if offset > 0:
-        audio = np.concatenate([np.zeros((channels, offset), np.float32), audio], axis=1)
-    elif offset < 0:
-        audio = audio[:, -offset:]
-    return audio, rate
+    if start_s is None:
+        start_s = runs[0][0]
+    placed = [(round((t - start_s) * rate), chunk) for t, chunk in runs]
+    length = max(0, max(at + chunk.shape[1] for at, chunk in placed))
+    samples = np.zeros((channels, length), np.float32)
+    covered: list[tuple[int, int]] = []
+    for at, chunk in placed:  # in decoding order: a later run overwrites an overlap
+        lo = max(0, at)
+        if lo < at + chunk.shape[1]:
+            samples[:, lo : at + chunk.shape[1]] = chunk[:, lo - at :]
+            covered.append((lo, at + chunk.shape[1]))
+    return AudioTrack(samples, rate, _merge_ranges(covered))
 
 
-def _stream_start_s(stream) -> float:
-    if stream.start_time is None or stream.time_base is None:
-        return 0.0
-    return float(stream.start_time * stream.time_base)
+def _decode_runs(container, stream, rate: int, layout: str) -> list[tuple[float, np.ndarray]]:
+    """[(source time of the run's first sample, (channels, n) float32)] of contiguous audio."""
+    runs: list[tuple[float, list[np.ndarray]]] = []
+    resampler = None
+    expected = None  # where the previous chunk ended, seconds
+    for frame in container.decode(stream):
+        t = float(frame.pts * frame.time_base) if frame.pts is not None else expected
+        if t is None:
+            t = 0.0
+        if resampler is None or abs(t - expected) > AUDIO_JITTER_S:
+            if resampler is not None:
+                runs[-1][1].extend(out.to_ndarray() for out in resampler.resample(None))
+            resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
+            runs.append((t, []))
+        runs[-1][1].extend(out.to_ndarray() for out in resampler.resample(frame))
+        expected = t + frame.samples / frame.sample_rate
+    if resampler is not None:
+        runs[-1][1].extend(out.to_ndarray() for out in resampler.resample(None))
+    channels = 2 if layout == "stereo" else 1
+    return [(t, np.concatenate(chunks, axis=1).astype(np.float32) if chunks else np.zeros((channels, 0), np.float32))
+            for t, chunks in runs]
+
+
+def _merge_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for a, b in sorted(ranges):
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+        else:
+            merged.append((a, b))
+    return merged
 
 
 def add_h264_stream(
     container, fps: float, width: int, height: int, crf: int, preset: str, threads: int = 0, x264_params: str | None = None
 ):
-    """An H.264 yuv420p video stream on `container`; `threads` = 0 lets x264 choose; `x264_params`
-    (`key=value:key=value`) overrides the preset's x264 settings."""
+    """An H.264 yuv420p video stream on `container` in the stored colour (BT.709, limited range,
+    tagged); `threads` = 0 lets x264 choose; `x264_params` (`key=value:key=value`) overrides the
+    preset's x264 settings."""
     stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
     stream.width, stream.height = width, height
     stream.pix_fmt = "yuv420p"
+    for name, value in STORED_COLOUR_TAGS.items():  # written into the H.264 VUI and the container
+        setattr(stream.codec_context, name, value)
     stream.options = {
         "crf": str(crf), "preset": preset,
         **({"threads": str(threads)} if threads else {}),
@@ -205,7 +478,7 @@ def add_h264_stream(
 
 
 class Mp4Writer:
-    """Streams RGB frames into an in-memory H.264 (yuv420p) mp4."""
+    """Streams frames into an in-memory H.264 (yuv420p) mp4 in the stored colour, tagged."""
 
     def __init__(self, fps: float, width: int, height: int, crf: int, preset: str):
         self._buffer = io.BytesIO()
@@ -214,14 +487,15 @@ class Mp4Writer:
         self._stream = add_h264_stream(self._container, fps, width, height, crf, preset, threads=1)
 
     def add(self, rgb: np.ndarray) -> None:
-        self._encode(av.VideoFrame.from_ndarray(rgb, format="rgb24"))
+        self._encode(rgb_to_stored_frame(rgb))
 
     def add_yuv420(self, planes: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
-        """Encode Y, U, V planes directly (no colour conversion); the side must be a multiple of 4."""
+        """Encode Y, U, V planes already in the stored colour (no conversion); the side must be a
+        multiple of 4."""
         y, u, v = planes
         h, w = y.shape
         i420 = np.concatenate([y, u.reshape(h // 4, w), v.reshape(h // 4, w)])
-        self._encode(av.VideoFrame.from_ndarray(i420, format="yuv420p"))
+        self._encode(tag_stored_colour(av.VideoFrame.from_ndarray(i420, format="yuv420p")))
 
     def _encode(self, frame: av.VideoFrame) -> None:
         for packet in self._stream.encode(frame):
@@ -255,13 +529,14 @@ def decode_wav(data: bytes) -> tuple[np.ndarray, int]:
 
 
 def decode_mp4(data: bytes) -> list[np.ndarray]:
-    """All frames of an in-memory video as RGB arrays (for clips, which are short)."""
+    """All frames of an in-memory video as RGB arrays (for clips, which are short), decoded by
+    their colour tags (`to_rgb`)."""
     with av.open(io.BytesIO(data)) as container:
-        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+        return [to_rgb(f) for f in container.decode(video=0)]
 
 
 class VideoWriter:
-    """Streams RGB frames into an H.264 (yuv420p) video file, with optional audio (AAC).
+    """Streams RGB frames into an H.264 (yuv420p, stored colour) video file, with optional audio (AAC).
 
     The video stream is created from the first frame's size; the audio (float32 `(n,)` mono or
     `(2, n)` stereo at `audio_rate`) is encoded when the writer closes. The container format
@@ -299,8 +574,8 @@ class VideoWriter:
             self._video = add_h264_stream(
                 self._container, self.fps, w, h, self._crf, self._preset, x264_params=self._x264_params
             )
-        rgb = np.ascontiguousarray(rgb[: self._video.height, : self._video.width])
-        self._container.mux(self._video.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        rgb = rgb[: self._video.height, : self._video.width]
+        self._container.mux(self._video.encode(rgb_to_stored_frame(rgb)))
         self.frames += 1
 
     def close(self) -> None:

@@ -16,9 +16,10 @@ Translation: (x, y) of the face model's origin in the crop, relative to the crop
 of the crop side (so in [-0.5, 0.5] inside the crop, y down), and z = the face model's scale in
 crop sides per canonical cm (larger = closer / bigger face).
 
-Smoothing is zero-phase (Savitzky-Golay on rotation vectors relative to the clip's mean
-rotation), so it removes landmark jitter without delaying motion. Speed is the geodesic angle
-between consecutive smoothed rotations times fps, in degrees per second.
+Smoothing is zero-phase (cubic Savitzky-Golay on rotation vectors relative to the clip's mean
+rotation), so it removes landmark jitter without delaying motion. Speed is the angular speed of
+the smoothed rotations at each frame, in degrees per second: the geodesic angle between the
+rotations of the frames before and after, over the time between them.
 """
 
 from __future__ import annotations
@@ -42,6 +43,12 @@ MEDIAPIPE_RIGID = (
 # FAN/iBUG-68 indices with their MediaPipe counterparts.
 FAN68_RIGID = (27, 28, 29, 30, 31, 33, 35, 36, 39, 42, 45, 0, 16)
 FAN68_TO_MEDIAPIPE = (168, 6, 197, 4, 98, 2, 327, 33, 133, 362, 263, 127, 356)
+
+
+# Savitzky-Golay polynomial order: inside a clip orders 2 and 3 smooth identically; at the clip's
+# first and last half-window the cubic follows a quick nod (2 Hz) where a parabola lags it (the
+# speed at the first frame of a clip was off by half the mean speed, now by a fifth).
+SMOOTHING_ORDER = 3
 
 
 @lru_cache(maxsize=1)
@@ -109,26 +116,29 @@ def smooth_rotations(rot: Rotation, window: int) -> Rotation:
         return rot
     mean = rot.mean()
     rel = (mean.inv() * rot).as_rotvec()  # (T, 3), small angles around the clip's mean
-    rel = savgol_filter(rel, window, polyorder=2, axis=0, mode="interp")
+    rel = savgol_filter(rel, window, polyorder=SMOOTHING_ORDER, axis=0, mode="interp")
     return mean * Rotation.from_rotvec(rel)
 
 
 def smooth_series(values: np.ndarray, window: int) -> np.ndarray:
     if window < 5 or len(values) < window:
         return values
-    return savgol_filter(values, window, polyorder=2, axis=0, mode="interp")
+    return savgol_filter(values, window, polyorder=SMOOTHING_ORDER, axis=0, mode="interp")
 
 
 def rotation_speed(rot: Rotation, fps: float) -> np.ndarray:
-    """(T,) degrees/second: geodesic angle between consecutive rotations times fps.
-
-    The first frame has no predecessor and takes the second frame's speed.
+    """(T,) degrees/second at each frame: the geodesic angle between the rotations of frames t-1
+    and t+1 over the 2 / fps between them (a central difference: a backward difference would be
+    the speed half a frame earlier, which on a 2 Hz nod is off by a quarter of the mean speed).
+    The first and last frames use their one neighbour.
     """
     if len(rot) < 2:
         return np.zeros(len(rot), np.float32)
-    step = (rot[:-1].inv() * rot[1:]).magnitude()  # radians between frame t and t+1
-    speed = np.degrees(step) * fps
-    return np.concatenate([speed[:1], speed]).astype(np.float32)
+    step = np.degrees((rot[:-1].inv() * rot[1:]).magnitude()) * fps  # (T-1,) between t and t+1
+    if len(rot) == 2:
+        return np.repeat(step, 2).astype(np.float32)
+    central = np.degrees((rot[:-2].inv() * rot[2:]).magnitude()) * fps / 2
+    return np.concatenate([step[:1], central, step[-1:]]).astype(np.float32)
 
 
 def clip_pose(

@@ -2,7 +2,7 @@
 
 Each actor loads the models once and processes units one after another. A unit whose actor dies
 is retried by Ray on a restarted actor (`max_retries`); a unit that still fails gets `failed`
-rows and stays uncommitted, so the next run retries it. A rerun skips committed units.
+rows and stays uncommitted, so the next run retries it. A rerun skips committed units. One run at a time per output directory (an exclusive lock).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from tqdm import tqdm
 from . import index
 from .config import AnnotateConfig, RunConfig
 from .errors import RunError
-from .layout import OutputLayout, write_json_atomic
+from .layout import LOCK_NAME, TMP_SUFFIX, OutputLayout, write_json_atomic
 from .pipeline import STATUS_FAILED, Annotator, library_versions
 from .units import Unit, discover_videos, extend_plan, process_unit
 
@@ -44,17 +44,22 @@ class UnitWorker:
         return os.getpid()
 
 
-def load_plan(layout: OutputLayout, cfg: AnnotateConfig) -> list[Unit]:
-    """The units of an earlier run into this directory (none for a new one)."""
+def load_plan(layout: OutputLayout, cfg: AnnotateConfig, input_dir: Path) -> list[Unit]:
+    """The units of an earlier run into this directory (none for a new one); RunError when that
+    run used another config or another input directory."""
     if not layout.manifest.exists():
-        if layout.root.exists() and any(layout.root.iterdir()) and not layout.units.exists():
+        if layout.root.exists() and any(p.name != LOCK_NAME for p in layout.root.iterdir()) and not layout.units.exists():
             raise RunError(f"{layout.root} is not empty and holds no annotation run; choose an empty or new directory")
         return []
     try:
         manifest = json.loads(layout.manifest.read_text())
         previous = AnnotateConfig.from_dict(manifest["config"])
+        previous_input = manifest["input_dir"]
     except (ValueError, KeyError, TypeError) as err:
         raise RunError(f"{layout.manifest} is unreadable ({err}); not touching that directory") from None
+    if Path(previous_input) != input_dir.resolve():
+        raise RunError(f"{layout.root} holds a run over {previous_input}, not {input_dir.resolve()}; "
+                       "use a new output directory (or the same input directory to resume)")
     if previous != cfg:
         old, new = _flatten(previous.to_dict()), _flatten(cfg.to_dict())
         diff = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(old) if old.get(k) != new.get(k))
@@ -85,12 +90,20 @@ def run(input_dir: Path, output_dir: Path, cfg: AnnotateConfig, run_cfg: RunConf
         _check_wav2vec2(cfg.wav2vec2.model)
 
     layout = OutputLayout(output_dir)
-    units = load_plan(layout, cfg)
+    load_plan(layout, cfg, input_dir)  # refuse a wrong directory before creating anything in it
     sources = discover_videos(input_dir)
-    if not sources and not units:
-        raise RunError(f"no video files under {input_dir} (looked for .mp4, .mov, .mkv, .webm, ...)")
-    units = extend_plan(units, sources, cfg.videos_per_task, run_cfg.num_workers)
+    if not sources and not layout.manifest.exists():
+        raise RunError(f"no files under {input_dir}")
+    with layout.exclusive():
+        return _run_locked(layout, input_dir, output_dir, sources, cfg, run_cfg)
+
+
+def _run_locked(layout: OutputLayout, input_dir: Path, output_dir: Path, sources: list[str], cfg: AnnotateConfig,
+                run_cfg: RunConfig) -> dict:
+    units = extend_plan(load_plan(layout, cfg, input_dir), sources, cfg.videos_per_task, run_cfg.num_workers)
     layout.create()
+    for leftover in layout.root.rglob("*" + TMP_SUFFIX):  # only dead writers' files: we hold the lock
+        leftover.unlink(missing_ok=True)
     write_json_atomic(
         layout.manifest,
         {

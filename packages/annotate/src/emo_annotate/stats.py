@@ -70,6 +70,8 @@ def video_counts(rows: list[dict]) -> dict[str, int]:
     """Input videos by outcome: clip rows make a video ok unless it also has a skipped/failed row."""
     outcome: dict[str, str] = {}
     for row in rows:
+        if row["status"] == "dropped":  # a stretch of a video, not the video's outcome
+            continue
         if row["key"] is None:  # a video row: its status is the video's outcome
             outcome[row["video_id"]] = row["status"]
         else:
@@ -86,9 +88,10 @@ def reason_group(reason: str | None) -> str:
 
 
 def reason_counts(rows: list[dict]) -> dict[str, dict[str, int]]:
-    """{status: {reason group: videos}} for skipped and failed videos, most frequent first."""
+    """{status: {reason group: count}} for skipped and failed videos and dropped stretches, most
+    frequent first."""
     out = {}
-    for status in ("skipped", "failed"):
+    for status in ("skipped", "failed", "dropped"):
         counts = Counter(reason_group(r["reason"]) for r in rows if r["key"] is None and r["status"] == status)
         out[status] = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
     return out
@@ -176,8 +179,8 @@ def _format_counts(stats: dict) -> list[str]:
         f"clips     {stats['clips']:>8}   {stats['frames']} frames, {stats['hours']:.3f} h ({stats['hours'] * 60:.1f} min)",
         f"videos    {v['total']:>8}   ok {v['ok']}, skipped {v['skipped']}, failed {v['failed']}",
     ]
-    for status in ("skipped", "failed"):
-        reasons = stats["reasons"][status]
+    for status in ("skipped", "failed", "dropped"):
+        reasons = stats["reasons"].get(status)
         if reasons:
             lines.append(f"{status} because:")
             lines += [f"  {count:>6}  {reason}" for reason, count in reasons.items()]

@@ -7,10 +7,12 @@ What is checked, each finding reported as one line naming the file and, where th
 - per shard: the tar reads to the end; its stats name the same keys, clip count and byte size;
 - per sample: all contract members present (`lmk.npy` when the json says landmarks are stored),
   no pickles or unknown members, a dot-free key that is unique over all shards and matches the json;
-  every `.npy` loads with `allow_pickle=False` and has the contract's dtype and shape with T = the
-  json's frame count and finite values; the mp4 is H.264 at the json's fps and size and decodes to
-  T frames; the wav is 16 kHz mono lasting T frames (within one frame); mask.png is a non-empty
-  single-channel uint8 image of size x size;
+  the json's picture and sound fields (stored colour BT.709 limited, rotation applied, source pixel
+  aspect, audio coverage measured on real samples, clip edge reasons); every `.npy` loads with
+  `allow_pickle=False` and has the contract's dtype and shape with T = the json's frame count and
+  finite values; the mp4 is H.264 at the json's fps and size, tagged BT.709 limited range, and
+  decodes to T frames; the wav is 16 kHz mono lasting T frames (within one frame); mask.png is a
+  non-empty single-channel uint8 image of size x size;
 - index.parquet: its `ok` rows name exactly the keys in the shards, with the right shard and frame count.
 
 Shards are streamed one sample at a time (a sample is a few MB at most), so memory does not grow
@@ -22,7 +24,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import re
 import tarfile
 import wave
 from collections.abc import Iterator
@@ -35,16 +36,15 @@ import pyarrow.parquet as pq
 from PIL import Image
 from tqdm import tqdm
 
-from .layout import TMP_SUFFIX, OutputLayout
-from .media import AUDIO_RATE
+from .layout import TMP_SUFFIX, OutputLayout, shard_unit
+from .media import AUDIO_RATE, STORED_COLOUR, STORED_COLOUR_TAGS
 from .errors import RunError
 
 REQUIRED_MEMBERS = ("mp4", "wav", "audio.npy", "pose.npy", "speed.npy", "bbox.npy", "mask.png", "json")
 OPTIONAL_MEMBERS = ("lmk.npy",)
 KNOWN_MEMBERS = REQUIRED_MEMBERS + OPTIONAL_MEMBERS
 PICKLE_SUFFIXES = (".pth", ".pyd", ".pkl", ".pickle")
-SHARD_NAME = re.compile(r"^\d{5}-\d{3}$")
-STATUSES = {"ok", "skipped", "failed"}
+STATUSES = {"ok", "skipped", "failed", "dropped"}
 
 
 @dataclass(frozen=True)
@@ -92,10 +92,11 @@ def check_layout(layout: OutputLayout) -> list[str]:
     for name in sorted(stats_names - shard_names):
         problems.append(f"stats/{name}.json: its shard shards/{name}.tar is missing")
     for name in sorted(shard_names):
-        if not SHARD_NAME.match(name):
+        unit = shard_unit(name)
+        if unit is None:
             problems.append(f"shards/{name}.tar: name is not UUUUU-PPP")
-        elif int(name[:5]) not in committed_units:
-            problems.append(f"shards/{name}.tar: its unit has no units/{name[:5]}.parquet (the unit was never committed)")
+        elif unit not in committed_units:
+            problems.append(f"shards/{name}.tar: its unit has no {_rel(layout, layout.unit_path(unit))} (the unit was never committed)")
     return problems
 
 
@@ -250,7 +251,32 @@ def parse_meta(data: bytes | None) -> tuple[dict | None, list[str]]:
         return None, [f"json frames/fps/size must be positive, got {meta['frames']}/{meta['fps']}/{meta['size']}"]
     if shape[0] != meta["frames"]:
         problems.append(f"json audio_features.shape {shape} does not start with T={meta['frames']}")
-    return meta, problems
+    return meta, problems + check_fidelity_fields(meta)
+
+
+def check_fidelity_fields(meta: dict) -> list[str]:
+    """The json fields that say how picture and sound were normalised."""
+    problems = []
+    colour = meta.get("colour")
+    expected = STORED_COLOUR.describe()
+    if not isinstance(colour, dict) or {k: colour.get(k) for k in expected} != expected:
+        problems.append(f"json colour {colour!r} is not the stored convention {expected} (annotated before colours were normalised?)")
+    picture = meta.get("source_picture")
+    if not isinstance(picture, dict):
+        problems.append("json field source_picture missing (rotation applied, pixel aspect, source colour)")
+    else:
+        if picture.get("rotation_applied") not in (0, 90, 180, 270):
+            problems.append(f"json source_picture.rotation_applied {picture.get('rotation_applied')!r} is not 0, 90, 180 or 270")
+        sar = picture.get("sample_aspect_ratio")
+        if not (isinstance(sar, list) and len(sar) == 2 and all(isinstance(v, int) and v > 0 for v in sar)):
+            problems.append(f"json source_picture.sample_aspect_ratio {sar!r} is not [num, den] of positive ints")
+    coverage = (meta.get("quality") or {}).get("audio_coverage")
+    if not isinstance(coverage, (int, float)) or not 0.0 <= coverage <= 1.0:
+        problems.append(f"json quality.audio_coverage {coverage!r} is not a share in [0, 1]")
+    edges = meta.get("edges")
+    if not (isinstance(edges, dict) and isinstance(edges.get("start"), str) and isinstance(edges.get("end"), str)):
+        problems.append("json field edges (why the clip starts and ends) missing")
+    return problems
 
 
 def array_specs(meta: dict) -> dict[str, tuple[str, tuple[int, ...]]]:
@@ -289,6 +315,7 @@ def check_mp4(data: bytes, frames: int, fps: float, size: int) -> list[str]:
             codec = stream.codec_context.name
             width, height = stream.codec_context.width, stream.codec_context.height
             rate = float(stream.average_rate or 0)
+            tags = {name: int(getattr(stream.codec_context, name)) for name in ("colorspace", "color_range")}
             decoded = sum(1 for _ in container.decode(stream))
     except (av.FFmpegError, ValueError) as err:
         return [f"mp4 does not decode ({err})"]
@@ -302,6 +329,9 @@ def check_mp4(data: bytes, frames: int, fps: float, size: int) -> list[str]:
         problems.append(f"mp4 is {width}x{height}, json size is {size}x{size}")
     if decoded != frames:
         problems.append(f"mp4 decodes to {decoded} frames, json says T={frames}")
+    if any(tags[name] != STORED_COLOUR_TAGS[name] for name in tags):
+        problems.append(f"mp4 is not tagged BT.709 limited range (colorspace {tags['colorspace']}, range {tags['color_range']}):"
+                        " readers would guess its colours")
     return problems
 
 

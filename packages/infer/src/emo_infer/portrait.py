@@ -25,7 +25,8 @@ class Portrait:
 
 def read_image(path: Path) -> np.ndarray:
     """(h, w, 3) uint8 RGB of any photo Pillow reads (EXIF rotation applied), else the first
-    frame FFmpeg decodes (e.g. a video file or an image format Pillow lacks)."""
+    frame FFmpeg decodes (e.g. a video file or an image format Pillow lacks), decoded as the
+    annotator decodes videos (display rotation, pixel aspect, colour tags)."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     if not path.is_file():
@@ -35,15 +36,13 @@ def read_image(path: Path) -> np.ndarray:
             return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
     except (UnidentifiedImageError, OSError, ValueError):
         pass
-    import av
+    from emo_annotate.errors import MediaError
+    from emo_annotate.media import first_frame_rgb
 
-    try:
-        with av.open(str(path)) as container:
-            for frame in container.decode(video=0):
-                return frame.to_ndarray(format="rgb24")
-    except (av.FFmpegError, IndexError, ValueError):
-        pass
-    raise InferError(f"--image: {path} is not an image Pillow or FFmpeg can read")
+    try:  # upright, square pixels, by its colour tags: as the annotator reads training videos
+        return first_frame_rgb(path)
+    except MediaError:
+        raise InferError(f"--image: {path} is not an image Pillow or FFmpeg can read") from None
 
 
 def prepare_portrait(path: Path, size: int, crop_scale: float, mask_scale: float, landmarks: str = "mediapipe") -> Portrait:

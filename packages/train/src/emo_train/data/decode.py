@@ -8,6 +8,7 @@ from typing import Iterable
 
 import av
 import numpy as np
+from emo_annotate.media import to_rgb
 from PIL import Image
 
 
@@ -72,7 +73,8 @@ def decode_mask(data: bytes) -> np.ndarray:
 
 def decode_frames(data: bytes, indices: Iterable[int]) -> dict[int, np.ndarray]:
     """RGB (H, W, 3) uint8 of the frames `indices` (0-based, in presentation order) of an
-    in-memory mp4. Decoding stops after the last wanted frame; frames not wanted are decoded
+    in-memory mp4, converted by the clip's colour tags (BT.709 limited range for annotator
+    output; `emo_annotate.media.to_rgb`, which emo-infer uses too). Decoding stops after the last wanted frame; frames not wanted are decoded
     (H.264 needs them) but never converted to RGB."""
     wanted = set(int(i) for i in indices)
     last = max(wanted)
@@ -83,7 +85,7 @@ def decode_frames(data: bytes, indices: Iterable[int]) -> dict[int, np.ndarray]:
                 raise SampleError("bad_mp4", "mp4: no video stream")
             for k, frame in enumerate(container.decode(container.streams.video[0])):
                 if k in wanted:
-                    out[k] = frame.to_ndarray(format="rgb24")
+                    out[k] = to_rgb(frame)  # by the clip's colour tags, as the annotator wrote them
                 if k >= last:
                     break
     except SampleError:

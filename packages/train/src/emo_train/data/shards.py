@@ -8,6 +8,7 @@ import tarfile
 from pathlib import Path
 from urllib.parse import urlparse
 
+from emo_annotate.layout import is_committed
 from emo_annotate.shards import shard_urls
 from webdataset.gopen import gopen, gopen_schemes
 from webdataset.shardlists import expand_urls
@@ -28,11 +29,12 @@ def resolve_shards(spec: ShardSpec) -> list[str]:
     """The shard URLs of `spec` (see `DataConfig.shards`), in a stable order.
 
     - a local annotator output directory: its committed shards (`emo_annotate.shards.shard_urls`:
-      shards whose stats file, the commit marker, exists);
+      shards whose stats file exists and whose unit committed its index part);
     - another local directory: its `*.tar` files (if it is an output's `shards/` folder, only
       the committed ones);
     - a brace pattern (`{000..009}`, `::`-separated lists) or a local glob: expanded;
-    - an fsspec URL of a directory (`s3://bucket/run/`): listed like a local directory;
+    - an fsspec URL of a directory (`s3://bucket/run/`): listed like a local directory (an
+      annotator output: committed shards only);
     - anything else (a shard path or URL, `pipe:` commands): passed through.
     Raises ValueError when nothing is found.
     """
@@ -71,11 +73,9 @@ def _resolve_one(spec: str) -> list[str]:
 def _local_dir(path: Path) -> list[str]:
     if (path / "shards").is_dir():
         return shard_urls(path)  # an annotator output: committed shards only
-    tars = sorted(path.glob("*.tar"))
-    stats = path.parent / "stats"
-    if path.name == "shards" and stats.is_dir():
-        tars = [p for p in tars if (stats / (p.name[: -len(".tar")] + ".json")).exists()]
-    return [str(p) for p in tars]
+    if path.name == "shards" and (path.parent / "stats").is_dir():
+        return shard_urls(path.parent)  # its shards/ folder: the same
+    return [str(p) for p in sorted(path.glob("*.tar"))]
 
 
 def _fsspec_dir(url: str) -> list[str] | None:
@@ -89,14 +89,12 @@ def _fsspec_dir(url: str) -> list[str] | None:
     except (ImportError, ValueError, OSError):
         return None
     root = root.rstrip("/")
-    shard_dir, committed = root, None
-    if fs.isdir(f"{root}/shards"):
-        shard_dir = f"{root}/shards"
-        stats = f"{root}/stats"
-        committed = {Path(p).name[: -len(".json")] for p in fs.glob(f"{stats}/*.json")} if fs.isdir(stats) else set()
-    tars = sorted(fs.glob(f"{shard_dir}/*.tar"))
-    if committed is not None:
-        tars = [p for p in tars if Path(p).name[: -len(".tar")] in committed]
+    if not fs.isdir(f"{root}/shards"):
+        return [fs.unstrip_protocol(p) for p in sorted(fs.glob(f"{root}/*.tar"))]
+    # an annotator output: shards with their stats whose unit committed (emo_annotate.layout)
+    stats = {Path(p).stem for p in fs.glob(f"{root}/stats/*.json")}
+    units = {int(Path(p).stem) for p in fs.glob(f"{root}/units/*.parquet") if Path(p).stem.isdigit()}
+    tars = [p for p in sorted(fs.glob(f"{root}/shards/*.tar")) if is_committed(Path(p).stem, stats, units)]
     return [fs.unstrip_protocol(p) for p in tars]
 
 
