@@ -3,7 +3,7 @@
 # without gradient checkpointing, Ray Train with two GPUs, emo-infer seconds per frame); a JSON of results.
 #
 # On the development machine (the project's uv environment):
-#   packages/train/benchmarks/gpu_check.sh --smoke --out /tmp/smoke.json   # tiny preset on the CPU, ~2 min
+#   packages/train/benchmarks/gpu_check.sh --smoke --out /tmp/smoke.json   # tiny preset on the CPU, ~3 min
 #   packages/train/benchmarks/gpu_check.sh --prepare-wheels                 # what the device image lacks -> .whl/
 # On the device machine (its python3 has torch; nothing can be downloaded there), carrying .whl:
 #   packages/train/benchmarks/gpu_check.sh --out "$OUT/gpu_check.json"     # at most 8 minutes
@@ -12,8 +12,9 @@ root="$(cd "$(dirname "$0")/../../.." && pwd)"
 cd "$root"
 
 if [[ "${1:-}" == "--prepare-wheels" ]]; then
-    # the packages gpu_check.py needs beyond the device image (KINDS.md lists it), at the project's pins
-    grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> "$(git rev-parse --git-path info/exclude)"
+    # the packages gpu_check.py needs beyond the device image (it has torch, not these), at the project's pins
+    exclude="$(git rev-parse --git-path info/exclude)"  # .git is a file in a worktree
+    grep -qx '/.whl/' "$exclude" 2>/dev/null || echo '/.whl/' >> "$exclude"
     pins=$(python3 - <<'EOF'
 import re, tomllib
 pins = tomllib.load(open("pyproject.toml", "rb"))["tool"]["uv"]["constraint-dependencies"]
