@@ -16,7 +16,7 @@ With random full-size weights (no download, nothing saved to disk), in bf16 auto
 `--smoke` runs the same code with the tiny preset at 64 px and 2 DDIM steps (on the CPU when
 there is no GPU), so the script is known to work before any GPU time is spent.
 
-    python packages/train/benchmarks/gpu_check.py [--smoke] [--out results.json]
+    python pipelines/gpu_check.py [--smoke] [--out results.json]
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-HERE = Path(__file__).resolve().parent
+COSTS = Path(__file__).resolve().parents[1] / "packages" / "train" / "benchmarks"  # cost_<preset>.json from bench_cost.py
 
 # dense bf16/fp16 tensor-core peaks (no sparsity), TFLOP/s, by the name torch reports; the first match wins
 PEAK_TFLOPS = (
@@ -69,7 +69,7 @@ class Clock:
 
 def training_flops(preset: str, size: int, frames: int, motion_frames: int) -> dict[tuple[int, bool], dict]:
     """(stage, checkpointing) -> counted cost: from cost_<preset>.json when it matches, else counted now."""
-    saved = HERE / f"cost_{preset}.json"
+    saved = COSTS / f"cost_{preset}.json"
     if saved.is_file():
         report = json.loads(saved.read_text())
         if (report["size"], report["frames"], report["motion_frames"]) == (size, frames, motion_frames):
@@ -279,7 +279,7 @@ def time_inference(args, device, dtype, channels_last: bool, workdir: Path) -> d
     seconds = run(frames, workdir / "timed.mp4")
     parts = {k: round(v / frames, 4) for k, v in pipeline.timings.seconds.items()}
     counted = generation_cost(args.preset, size, args.ddim_steps, 3.5, args.frames, args.motion_frames) \
-        if args.smoke else json.loads((HERE / f"cost_{args.preset}.json").read_text())["generation"]["flops"]
+        if args.smoke else json.loads((COSTS / f"cost_{args.preset}.json").read_text())["generation"]["flops"]
     result = {"channels_last": channels_last, "dtype": str(dtype).removeprefix("torch."), "frames": frames,
               "clips": clip_count(frames, args.frames), "s_per_frame": round(seconds / frames, 4),
               "s_per_frame_by_part": parts, "peak_gb": Clock(device).peak_gb(),
