@@ -43,15 +43,13 @@ def sd15_random_checkpoint(root: Path) -> Path:
     """A complete checkpoint folder of the sd15 architecture with random weights (mel features)."""
     from diffusers import AutoencoderKL
     from emo_train.config import TrainConfig
+    from emo_train.cost import SD15_VAE_CONFIG
     from emo_train.models import EMOModel, get_preset
     from emo_train.train import sd15_noise_scheduler
 
     folder = root / "sd15" / "checkpoints" / "0"
     EMOModel.from_preset(get_preset("sd15", audio_feature_shape=(320,))).save_pretrained(folder)
-    AutoencoderKL(  # SD1.5's VAE architecture
-        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=4, sample_size=512,
-    ).save_pretrained(folder / "vae")
+    AutoencoderKL(**SD15_VAE_CONFIG).save_pretrained(folder / "vae")
     sd15_noise_scheduler().save_pretrained(folder / "scheduler")
     config = TrainConfig.from_dict({"stage": 3, "shards": "-", "out": "-", "preset": "sd15", "init_from": "-"})
     (folder / "config.json").write_text(json.dumps(config.to_dict()))

@@ -3,6 +3,8 @@ before any weights are loaded, leaving an existing output untouched."""
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
 
@@ -59,6 +61,10 @@ def bad_cases(assets, no_face, tmp_path):
     a_file.write_text("x")
     speed_text = tmp_path / "speed.txt"
     speed_text.write_text("fast")
+    always_speed = shutil.copytree(assets["checkpoint"], tmp_path / "always_speed")  # stage 3 without speed dropout
+    config = json.loads((always_speed / "config.json").read_text())
+    config["data"]["drop_speed"] = 0.0
+    (always_speed / "config.json").write_text(json.dumps(config))
     good = {"--checkpoint": assets["checkpoint"], "--image": assets["image"], "--audio": assets["short"],
             "--out": tmp_path / "out.mp4"}
     return {
@@ -83,6 +89,7 @@ def bad_cases(assets, no_face, tmp_path):
         "clip longer than the temporal layers": ({"--frames-per-clip": "30"}, "34 exceed the model's 32 temporal positions"),
         "more steps than the noise schedule": ({"--steps": "5000"}, "at most 1000"),
         "unknown option": ({"--colour": "red"}, "No such option"),
+        "stage 3 never trained without speed": ({"--checkpoint": always_speed}, "pass --speed"),
     }, good
 
 
@@ -91,6 +98,7 @@ CASES = [
     "missing checkpoint", "not a checkpoint", "out under a file", "out is a folder", "out not a video container", "speed not a number",
     "negative speed", "bad size", "float16 on cpu", "bad device",
     pytest.param("no gpu", marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")), "motion longer than a clip", "unknown option",
+    "stage 3 never trained without speed",
 ]
 
 

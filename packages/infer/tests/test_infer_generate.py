@@ -51,17 +51,37 @@ def test_bfloat16_on_the_cpu(assets, tmp_path):
     assert result.frames == len(frames) == 25 and frames.std() > 1
 
 
+def test_channels_last_gives_the_same_frames(assets, tmp_path):
+    from emo_train.models import use_channels_last
+
+    result = generate(checkpoint=assets["checkpoint"], image=assets["image"], audio=assets["short"],
+                      out=tmp_path / "cl.mp4", channels_last=True, **FAST)
+    assert result.frames == len(decode(tmp_path / "cl.mp4")[0]) == 25
+    info = open_checkpoint(assets["checkpoint"])
+    portrait = samples.astronaut_image()[::8, ::8].copy()
+    mask = np.full((64, 64), 255, np.uint8)
+    features = np.random.default_rng(0).standard_normal((24, 320)).astype(np.float32)
+    frames = {}
+    for channels_last in (False, True):
+        model, vae, scheduler = load_weights(info, torch.device("cpu"), torch.float32)
+        if channels_last:
+            for module in (model.backbone, model.reference_net, model.face_locator, vae):
+                use_channels_last(module)
+        pipeline = EMOPipeline(model, vae, scheduler, torch.device("cpu"), torch.float32)
+        frames[channels_last] = np.stack(list(pipeline.generate(portrait, mask, features, None, 24, steps=2, progress=False)))
+    assert np.abs(frames[True].astype(int) - frames[False]).max() <= 2  # float rounding only
+
+
 def test_clips_are_joined_through_motion_frames(assets):
     """Three clips: the ReferenceNet sees the reference once, then the previous clip's last 4
-    latents once per clip (never per denoising step); the backbone runs once per step and clip."""
+    frames once per clip (never per denoising step), VAE-encoded from the decoded pixels as
+    training encodes real frames; the backbone runs once per step and clip."""
     info = open_checkpoint(assets["checkpoint"])
     model, vae, scheduler = load_weights(info, torch.device("cpu"), torch.float32)
     pipeline = EMOPipeline(model, vae, scheduler, torch.device("cpu"), torch.float32)
-    reference_inputs, clip_latents, backbone_calls = [], [], []
+    reference_inputs, backbone_calls = [], []
     model.reference_net.register_forward_hook(lambda m, args, out: reference_inputs.append(args[0].clone()))
     model.backbone.register_forward_hook(lambda m, args, out: backbone_calls.append(args[0].shape[0]))
-    decode_latents = pipeline.decode
-    pipeline.decode = lambda latents: (clip_latents.append(latents.clone()), decode_latents(latents))[1]
 
     portrait = samples.astronaut_image()[::8, ::8].copy()  # (64, 64, 3)
     mask = np.zeros((64, 64), np.uint8)
@@ -71,12 +91,13 @@ def test_clips_are_joined_through_motion_frames(assets):
                                     guidance=2.0, progress=False))
 
     assert len(frames) == 30 and frames[0].shape == (64, 64, 3)
-    assert len(clip_latents) == 3 and len(backbone_calls) == 3 * 3
+    assert len(backbone_calls) == 3 * 3
     assert set(backbone_calls) == {2 * 12}  # [unconditional, conditional] x 12 frames per call
     assert [x.shape[0] for x in reference_inputs] == [1, 4, 4]  # reference, then 4 motion frames per clip
-    for clip in (1, 2):  # clip k's motion frames are clip k-1's last 4 latents
-        previous_last4 = clip_latents[clip - 1][0, :, -4:].transpose(0, 1)  # (4, c, h, w)
-        torch.testing.assert_close(reference_inputs[clip], previous_last4)
+    for clip in (1, 2):  # clip k's motion frames: the VAE posterior means of clip k-1's last 4 frames
+        last4 = np.stack(frames[12 * clip - 4 : 12 * clip])
+        encoded = vae.encode(torch.from_numpy(last4).permute(0, 3, 1, 2).float() / 127.5 - 1).latent_dist.mode()
+        torch.testing.assert_close(reference_inputs[clip], encoded * vae.config.scaling_factor)
 
 
 def test_motion_frames_and_frames_per_clip_options(assets, tmp_path):

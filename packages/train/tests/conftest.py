@@ -89,3 +89,16 @@ def train_shards(tmp_path_factory):
     out = make_sample_shards(tmp_path_factory.mktemp("emo_train_shards"), size=TRAIN_SHARD_SIZE)
     assert len(shard_urls(out)) >= 2
     return out
+
+
+@pytest.fixture
+def train_config():
+    """A fast trainer config on real shards: no loader processes, no progress bar, a metrics line per step."""
+    from emo_train.config import TrainConfig
+
+    def make(shards, out, stage=1, **options):
+        values = {"stage": stage, "shards": str(shards), "out": str(out), "loader_workers": 0, "log_every": 1,
+                  "progress": False, "shuffle_buffer": 4, **options}
+        return TrainConfig.from_dict(values)
+
+    return make

@@ -72,6 +72,20 @@ def test_speed_attention_zero_until_trained(model, inputs, predict, perturb):
     assert not torch.allclose(slow, predict(model, inputs, speed=torch.full((BATCH, FRAMES), 80.0)), atol=1e-4)
 
 
+def test_dropped_speed_is_exactly_no_speed(model, inputs, perturb):
+    """Stage 3's speed dropout trains the unconditional mode inference uses without --speed: a
+    sample whose speed is dropped gets the prediction of a call without speed, the other keeps its speed."""
+    perturb(model)
+    reference = model.encode_reference(inputs["reference_latents"], inputs["motion_latents"])
+    common = dict(audio_features=inputs["audio_features"], face_mask=inputs["face_mask"])
+    denoise = lambda **kw: model.denoise(inputs["noisy_latents"], inputs["timesteps"], reference, **common, **kw)  # noqa: E731
+    without, with_speed = denoise(), denoise(speed=inputs["speed"])
+    mixed = denoise(speed=inputs["speed"], keep_speed=torch.tensor([0.0, 1.0]))
+    assert not torch.allclose(without, with_speed, atol=1e-4)
+    torch.testing.assert_close(mixed[0], without[0])
+    torch.testing.assert_close(mixed[1], with_speed[1])
+
+
 def test_audio_changes_output_only_once_trained(model, inputs, predict, perturb):
     other_audio = torch.randn_like(inputs["audio_features"])
     assert torch.equal(predict(model, inputs), predict(model, inputs, audio_features=other_audio))

@@ -15,7 +15,7 @@ import torch
 from emo_annotate.shards import shard_urls
 from emo_train import cli
 from emo_train.checkpoint import last_checkpoint
-from emo_train.config import TrainConfig
+from emo_train.config import TrainConfig, TrainError
 from emo_train.models import STAGE_GROUPS, EMOModel
 from emo_train.train import Trainer, train, weights_digest
 
@@ -114,7 +114,7 @@ def test_overfitting_one_clip_drives_the_loss_down(train_shards, tmp_path):
     only has to map that one noisy latent to its noise, so the loss must fall clearly. With fresh
     noise every step the per-step loss varies by more than what 60 steps of a tiny model can learn."""
     shard = single_clip_shard(train_shards, tmp_path / "one")
-    cfg = make_config(shard, tmp_path / "run", stage=1, max_steps=60, lr=2e-3, drop_reference=0.0)
+    cfg = make_config(shard, tmp_path / "run", stage=1, max_steps=60, lr=2e-3)
     trainer = Trainer(cfg)
     batch = next(iter(trainer.loader))
     losses = []
@@ -128,7 +128,7 @@ def test_overfitting_one_clip_drives_the_loss_down(train_shards, tmp_path):
 
 @pytest.mark.parametrize("ema_decay", [None, 0.9])
 def test_resume_reproduces_a_straight_run(train_shards, tmp_path, ema_decay):
-    options = dict(stage=1, save_every=3, lr=1e-3, drop_reference=0.3, grad_accum=2, batch_size=2, ema_decay=ema_decay)
+    options = dict(stage=1, save_every=3, lr=1e-3, grad_accum=2, batch_size=2, ema_decay=ema_decay)
     straight = train(make_config(train_shards, tmp_path / "a", max_steps=6, **options))
     train(make_config(train_shards, tmp_path / "b", max_steps=3, **options))
     resumed = train(make_config(train_shards, tmp_path / "b", max_steps=6, resume=True, **options))
@@ -211,15 +211,26 @@ def test_base_model_and_motion_adapter_folders(train_shards, tmp_path):
     for name in shared:
         torch.testing.assert_close(ours[name], adapter.state_dict()[name])
 
+    # a stage-2 checkpoint's temporal layers are trained: the adapter must not replace them
+    trainer.fit()
+    stage2 = last_checkpoint(tmp_path / "s2")
+    for start in (str(stage2), str(tmp_path / "s2")):
+        with pytest.raises(TrainError, match="would replace the trained temporal layers of the stage-2"):
+            train(make_config(train_shards, tmp_path / "s3", stage=3, max_steps=1, init_from=start,
+                              motion_adapter=str(tmp_path / "adapter")))
+    assert not (tmp_path / "s3").exists()
 
-@pytest.mark.parametrize("flag, field", [("drop_reference", "reference"), ("drop_audio", "audio"), ("drop_motion", "motion")])
+
+@pytest.mark.parametrize("flag, field", [("drop_audio", "audio"), ("drop_motion", "motion"), ("drop_speed", "speed")])
 def test_condition_dropout_flags_remove_the_condition(train_shards, tmp_path, perturb, flag, field):
-    """A set dropout flag makes the loss independent of that condition (zeroed); an unset one does not."""
+    """A set dropout flag makes the loss independent of that condition; an unset one does not."""
     trainer = Trainer(make_config(train_shards, tmp_path / "run", stage=3, max_steps=1,
-                                  drop_reference=0.0, drop_audio=0.0, drop_motion=0.0))
+                                  drop_audio=0.0, drop_motion=0.0, drop_speed=0.0))
     perturb(trainer.model)  # zero-initialised layers (audio attention, temporal outputs) act
     batch = next(iter(trainer.loader))
-    other = {**batch, field: batch[field].flip(0) + 0.5 * torch.randn_like(batch[field])}
+    values = batch[field]
+    changed = 255 - values if values.dtype == torch.uint8 else values.flip(0) + 0.5 * torch.randn_like(values)
+    other = {**batch, field: changed}
 
     def loss(b, dropped: bool) -> float:
         b = {**b, flag: torch.full_like(b[flag], dropped)}

@@ -477,15 +477,22 @@ def _merge_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return merged
 
 
-def add_h264_stream(container, fps: float, width: int, height: int, crf: int, preset: str, threads: int = 0):
+def add_h264_stream(
+    container, fps: float, width: int, height: int, crf: int, preset: str, threads: int = 0, x264_params: str | None = None
+):
     """An H.264 yuv420p video stream on `container` in the stored colour (BT.709, limited range,
-    tagged); `threads` = 0 lets x264 choose."""
+    tagged); `threads` = 0 lets x264 choose; `x264_params` (`key=value:key=value`) overrides the
+    preset's x264 settings."""
     stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
     stream.width, stream.height = width, height
     stream.pix_fmt = "yuv420p"
     for name, value in STORED_COLOUR_TAGS.items():  # written into the H.264 VUI and the container
         setattr(stream.codec_context, name, value)
-    stream.options = {"crf": str(crf), "preset": preset, **({"threads": str(threads)} if threads else {})}
+    stream.options = {
+        "crf": str(crf), "preset": preset,
+        **({"threads": str(threads)} if threads else {}),
+        **({"x264-params": x264_params} if x264_params else {}),
+    }
     return stream
 
 
@@ -552,7 +559,8 @@ class VideoWriter:
 
     The video stream is created from the first frame's size; the audio (float32 `(n,)` mono or
     `(2, n)` stereo at `audio_rate`) is encoded when the writer closes. The container format
-    follows the file name unless `container_format` is given.
+    follows the file name unless `container_format` is given; `x264_params` goes to the encoder
+    (see `add_h264_stream`).
     """
 
     def __init__(
@@ -564,6 +572,7 @@ class VideoWriter:
         crf: int = 18,
         preset: str = "veryfast",
         container_format: str | None = None,
+        x264_params: str | None = None,
     ):
         self.fps = fps
         self.frames = 0
@@ -575,13 +584,15 @@ class VideoWriter:
             layout = "stereo" if self._audio.shape[0] == 2 else "mono"
             self._audio_stream = self._container.add_stream("aac", rate=audio_rate, layout=layout)
         self._audio_rate = audio_rate
-        self._crf, self._preset = crf, preset
+        self._crf, self._preset, self._x264_params = crf, preset, x264_params
 
     def add(self, rgb: np.ndarray) -> None:
         """One (h, w, 3) uint8 frame (odd sides are cut to even)."""
         if self._video is None:
             h, w = rgb.shape[0] // 2 * 2, rgb.shape[1] // 2 * 2
-            self._video = add_h264_stream(self._container, self.fps, w, h, self._crf, self._preset)
+            self._video = add_h264_stream(
+                self._container, self.fps, w, h, self._crf, self._preset, x264_params=self._x264_params
+            )
         rgb = rgb[: self._video.height, : self._video.width]
         self._container.mux(self._video.encode(rgb_to_stored_frame(rgb)))
         self.frames += 1

@@ -24,6 +24,14 @@ logger = logging.getLogger(__name__)
 
 CONTAINERS = {".mp4", ".mov", ".m4v", ".mkv"}  # containers that hold H.264 with AAC
 
+# x264 settings of every output. libx264 (core 165, as PyAV's wheels bundle it) reads
+# uninitialised memory in its macroblock-tree rate control at many frame sizes (64, 72, 96, 136,
+# 200, 520 px, ...; not 128, 256 or 512): the same frames then encode to different streams
+# depending on what the heap held before, so the first video of a process differed from later
+# ones (by up to 61 levels once decoded). Without mbtree the stream depends on the frames alone,
+# at about 35% more bits for the same CRF (and +0.4 dB PSNR; BENCHMARKS.md).
+X264_PARAMS = "mbtree=0"
+
 
 @dataclass(frozen=True)
 class GenerationResult:
@@ -34,6 +42,13 @@ class GenerationResult:
     clips: int
     audio_seconds: float
     seconds: dict[str, float]  # wall time by part: load, features, vae_encode, reference_net, denoise, vae_decode, ...
+
+
+def open_video_writer(path: Path, fps: float, driving: "DrivingAudio", crf: int):
+    """The output's writer: H.264 (deterministic settings, see X264_PARAMS) with the input's sound."""
+    from emo_annotate.media import VideoWriter
+
+    return VideoWriter(path, fps, audio=driving.track, audio_rate=driving.track_rate, crf=crf, x264_params=X264_PARAMS)
 
 
 def check_output(out: Path) -> Path:
@@ -90,18 +105,20 @@ def prepare_inputs(cfg: InferConfig) -> PreparedInputs:
     speed = speed_track(cfg.speed, driving.num_frames)
     landmarks = info.annotation.get("landmarks") or "mediapipe"  # boxes as the training data's detector drew them
     portrait = prepare_portrait(cfg.image, size, info.crop_scale, cfg.mask_scale, landmarks)
-    _warn_about_conditioning(cfg, info, speed is not None)
+    _check_conditioning(cfg, info, speed is not None)
     return PreparedInputs(info, partial, device, dtype, size, driving, speed, portrait)
 
 
-def _warn_about_conditioning(cfg: InferConfig, info, has_speed: bool) -> None:
+def _check_conditioning(cfg: InferConfig, info, has_speed: bool) -> None:
     if info.stage < 2:
         logger.warning("a stage-%d checkpoint: its temporal layers and audio attention are untrained, "
                        "the video will not follow the audio (use the stage-3 run)", info.stage)
     if has_speed and info.stage < 3:
         logger.warning("the checkpoint is from stage %d: its speed layers are untrained, --speed has no learnt effect", info.stage)
-    if not has_speed and info.stage == 3:
-        logger.warning("stage-3 checkpoint without --speed: no head-speed conditioning (try --speed 10..20)")
+    if not has_speed and info.stage == 3 and info.drop_speed == 0:
+        # its temporal layers never ran without speed tokens: that input is out of distribution
+        raise InferError("this stage-3 checkpoint was trained with a head speed on every clip: pass --speed "
+                         "(deg/s, e.g. 15; emo-annotate stats shows the training range)")
     if cfg.audio_encoder is not None and info.audio_features.get("kind") != "wav2vec2":
         logger.warning("--audio-encoder ignored: the checkpoint was trained on %s features", info.audio_features.get("kind"))
 
@@ -112,7 +129,6 @@ def generate(cfg: InferConfig | None = None, **options) -> GenerationResult:
         generate(checkpoint="runs/s3", image="me.jpg", audio="song.m4a", out="me.mp4", speed=15)
     """
     import torch
-    from emo_annotate.media import VideoWriter
 
     from .audio import audio_features, make_featurizer
     from .checkpoint import load_weights
@@ -131,6 +147,13 @@ def generate(cfg: InferConfig | None = None, **options) -> GenerationResult:
     features = audio_features(featurizer, inputs.driving.samples, inputs.driving.num_frames, info.fps)
     featurized = time.perf_counter()
     model, vae, scheduler = load_weights(info, device, inputs.dtype)
+    if cfg.channels_last:
+        from emo_train.models import use_channels_last
+
+        for module in (model.backbone, model.reference_net, model.face_locator, vae):
+            use_channels_last(module)
+    if cfg.compile:
+        model.compile_blocks()
     expected = tuple(model.audio_projection.config.feature_shape)
     if tuple(features.shape[1:]) != expected:
         raise InferError(f"the audio features are {list(features.shape[1:])}, the model expects {list(expected)}")
@@ -144,7 +167,7 @@ def generate(cfg: InferConfig | None = None, **options) -> GenerationResult:
     )
     driving = inputs.driving
     try:
-        with VideoWriter(inputs.partial, info.fps, audio=driving.track, audio_rate=driving.track_rate, crf=cfg.crf) as writer:
+        with open_video_writer(inputs.partial, info.fps, driving, cfg.crf) as writer:
             for rgb in frames:
                 writer.add(rgb)
         os.replace(inputs.partial, cfg.out)  # a failed or interrupted run never leaves a half-written video at --out

@@ -27,6 +27,7 @@ class CheckpointInfo:
     annotation: dict[str, Any]  # annotation.json: fps, crop_scale, audio feature settings
     temporal_positions: int  # motion + target frames the temporal layers can take
     train_timesteps: int  # length of the training noise schedule (DDIM steps can't exceed it)
+    drop_speed: float  # share of stage-3 samples trained without speed (0: the model always had one)
 
     @property
     def fps(self) -> float:
@@ -66,9 +67,11 @@ def open_checkpoint(path: Path) -> CheckpointInfo:
         train_timesteps = json.loads(schedule.read_text())["num_train_timesteps"] if schedule.is_file() else 1000
     except (OSError, ValueError, KeyError) as err:
         raise InferError(f"--checkpoint: cannot read its settings ({err}); was it written by emo-train?") from None
-    size = config.get("data", {}).get("size") or PRESETS[config.get("model", {}).get("preset", "sd15")].resolution
+    data = config.get("data", {})
+    size = data.get("size") or PRESETS[config.get("model", {}).get("preset", "sd15")].resolution
     return CheckpointInfo(
-        folder, int(config.get("stage", 0)), int(size), annotation, int(temporal["max_seq_length"]), int(train_timesteps)
+        folder, int(config.get("stage", 0)), int(size), annotation, int(temporal["max_seq_length"]), int(train_timesteps),
+        float(data.get("drop_speed", 0.0)),  # checkpoints from before speed dropout have none
     )
 
 

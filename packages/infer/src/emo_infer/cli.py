@@ -32,6 +32,8 @@ def main_command(
     audio_encoder: Annotated[Optional[str], typer.Option(help="wav2vec2 folder or hub id (default: the one recorded in the checkpoint).")] = None,
     mask_scale: Annotated[float, typer.Option(help="Face Locator mask: the face box grown by this factor.", min=0.1)] = 1.2,
     crf: Annotated[int, typer.Option(help="H.264 quality: constant rate factor (lower is better, larger).", min=0, max=51)] = 18,
+    channels_last: Annotated[bool, typer.Option("--channels-last", help="Channels-last convolutions (GPU tensor cores).")] = False,
+    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model's repeated blocks (long videos on a GPU).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Generate: emo-infer --checkpoint CKPT --image PORTRAIT --audio AUDIO --out OUT.mp4 [options]."""
@@ -42,7 +44,8 @@ def main_command(
     cfg = InferConfig(
         checkpoint=checkpoint, image=image, audio=audio, out=out, speed=parse_speed(speed), steps=steps,
         guidance=guidance, seed=seed, size=size, device=device, dtype=dtype, motion_frames=motion_frames,
-        frames_per_clip=frames_per_clip, audio_encoder=audio_encoder, mask_scale=mask_scale, crf=crf, progress=not quiet,
+        frames_per_clip=frames_per_clip, audio_encoder=audio_encoder, mask_scale=mask_scale, crf=crf,
+        channels_last=channels_last, compile=compile, progress=not quiet,
     )
     result = generate(cfg)
     typer.echo(

@@ -26,7 +26,9 @@ class InferConfig:
     """The video to write, H.264 + AAC: `.mp4` (or `.mov`, `.m4v`, `.mkv`)."""
     speed: float | Path | None = None
     """Head rotation speed in degrees/second: a constant, or a file with one value per output frame
-    (.npy, or text separated by spaces, commas or newlines). None: no speed conditioning."""
+    (.npy, or text separated by spaces, commas or newlines). None: no speed conditioning, the head
+    moves as the model learnt from its speed-dropout samples (refused for a stage-3 checkpoint
+    trained without speed dropout, which never saw that input)."""
     steps: int = 40
     """DDIM denoising steps per clip (EMO uses 40)."""
     guidance: float = 3.5
@@ -50,6 +52,10 @@ class InferConfig:
     training masks are unions of a moving face's boxes, larger than one box."""
     crf: int = 18
     """H.264 constant rate factor of the output."""
+    channels_last: bool = False
+    """Convolutions (UNets, Face Locator, VAE) in channels-last memory format (GPU tensor cores)."""
+    compile: bool = False
+    """`torch.compile` the model's repeated blocks: a slower first clip, faster clips after it."""
     progress: bool = True
     """Show a progress bar over clips and denoising steps."""
 

@@ -3,8 +3,12 @@ motion frames once per clip, DDIM with audio classifier-free guidance, VAE decod
 
     portrait (S, S, 3) --VAE--> reference latent --ReferenceNet--> reference attention features
     for each clip of f frames:
-        motion = last n latents of the previous clip --ReferenceNet--> motion features (zeros: clip 1)
+        motion = the previous clip's last n frames --VAE--> latents --ReferenceNet--> motion features
+                 (zeros for the first clip)
         noise (1, 4, f, S/8, S/8) --DDIM x steps: EMOModel.denoise [uncond | cond]--> latents --VAE--> frames
+
+Motion frames are re-encoded from the decoded pixels, as training encodes real frames, rather
+than taken as the previous clip's raw final latents (BENCHMARKS.md has the measurement).
 """
 
 from __future__ import annotations
@@ -74,10 +78,11 @@ class EMOPipeline:
         self.timings = Timings()
 
     @torch.inference_mode()
-    def encode_image(self, rgb: np.ndarray) -> torch.Tensor:
-        """(S, S, 3) uint8 -> (1, 4, S/8, S/8) latent (the posterior mean, scaled as in training)."""
-        pixels = torch.from_numpy(rgb).permute(2, 0, 1)[None].to(self.device, self.dtype) / 127.5 - 1.0
-        return self.vae.encode(pixels).latent_dist.mode() * self.vae.config.scaling_factor
+    def encode_frames(self, rgb: np.ndarray) -> torch.Tensor:
+        """(k, S, S, 3) uint8 -> (1, 4, k, S/8, S/8) latents (the posterior means, scaled as in training)."""
+        pixels = torch.from_numpy(np.ascontiguousarray(rgb)).permute(0, 3, 1, 2).to(self.device, self.dtype) / 127.5 - 1.0
+        latents = self.vae.encode(pixels).latent_dist.mode() * self.vae.config.scaling_factor  # (k, 4, h, w)
+        return latents.transpose(0, 1)[None]
 
     @torch.inference_mode()
     def decode(self, latents: torch.Tensor) -> np.ndarray:
@@ -121,52 +126,70 @@ class EMOPipeline:
         generator = torch.Generator("cpu").manual_seed(seed)
 
         with timings.measure("vae_encode", device):
-            reference_latent = self.encode_image(reference)
+            reference_latent = self.encode_frames(reference[None])[:, :, 0]  # (1, 4, h, w)
         with timings.measure("reference_net", device):
             features = model.encode_reference(reference_latent)  # zero motion features: the first clip
+        if n != model.temporal.config.num_motion_frames:
+            features = _zero_motion(features, n)
         # [no audio, audio] halves share the reference: repeated once per video, motion per clip
         batch_attention = _repeated(features.attention, 2) if use_guidance else None
 
         bar = tqdm(total=clips * steps, desc="generating", unit="step", disable=not progress)
-        previous = None  # (1, 4, f, h, w) latents of the previous clip
         try:
             for clip in range(clips):
                 bar.set_postfix(clip=f"{clip + 1}/{clips}")
                 frames = slice(clip * f, (clip + 1) * f)
-                if previous is not None:
+                if clip > 0:  # the previous clip's last frames, as the viewer sees them
+                    with timings.measure("vae_encode", device):
+                        motion_latents = self.encode_frames(pixels[-n:])  # (1, 4, n, h, w)
                     with timings.measure("reference_net", device):
-                        features = model.encode_motion(features, previous[:, :, -n:])
-                elif n != model.temporal.config.num_motion_frames:
-                    features = _zero_motion(features, n)
+                        features = model.encode_motion(features, motion_latents)
                 audio = _clip_windows(audio_features, frames, context).to(device, dtype)  # (1, f, 2m+1, *shape)
                 clip_speed = None if speed is None else torch.from_numpy(speed[frames])[None].to(device)
-                if use_guidance:  # one batch: [no audio, audio]
-                    clip_features = ReferenceFeatures(batch_attention, _repeated(features.motion, 2))
-                    audio = torch.cat([torch.zeros_like(audio), audio])
-                    clip_speed = None if clip_speed is None else clip_speed.repeat(2, 1)
-                    clip_mask = face_mask.repeat(2, 1, 1, 1)
-                else:
-                    clip_features, clip_mask = features, face_mask
-
-                latents = torch.randn(latent_shape, generator=generator).to(device, dtype)
-                self.scheduler.set_timesteps(steps, device=device)
-                latents = latents * self.scheduler.init_noise_sigma
-                for t in self.scheduler.timesteps:
-                    model_input = torch.cat([latents] * 2) if use_guidance else latents
-                    with timings.measure("denoise", device):
-                        noise = model.denoise(model_input, t, clip_features, audio, clip_mask, clip_speed)
-                    if use_guidance:
-                        unconditional, conditional = noise.chunk(2)
-                        noise = unconditional + guidance * (conditional - unconditional)
-                    latents = self.scheduler.step(noise, t, latents).prev_sample
-                    bar.update(1)
-                previous = latents
+                noise = torch.randn(latent_shape, generator=generator)
+                latents = self.denoise_clip(noise, features, batch_attention, audio, face_mask, clip_speed, steps, guidance, bar)
                 with timings.measure("vae_decode", device):
-                    pixels = self.decode(latents)
+                    pixels = self.decode(latents)  # (f, S, S, 3)
                 keep = min(f, num_frames - clip * f)
                 yield from pixels[:keep]
         finally:
             bar.close()
+
+    @torch.inference_mode()
+    def denoise_clip(
+        self,
+        noise: torch.Tensor,  # (1, 4, f, h, w) initial noise
+        features: ReferenceFeatures,  # the reference's and this clip's motion features
+        batch_attention: dict[str, torch.Tensor] | None,  # reference features twice (guidance), else None
+        audio: torch.Tensor,  # (1, f, 2m+1, *shape)
+        face_mask: torch.Tensor,  # (1, 1, S, S)
+        speed: torch.Tensor | None,  # (1, f)
+        steps: int,
+        guidance: float,
+        bar=None,
+    ) -> torch.Tensor:
+        """DDIM over one clip; with guidance each step is one batch [no audio, audio] and the
+        prediction is uncond + guidance * (cond - uncond). Returns the clean latents (1, 4, f, h, w)."""
+        model, device, dtype = self.model, self.device, self.dtype
+        use_guidance = batch_attention is not None
+        if use_guidance:  # one batch: [no audio, audio]
+            features = ReferenceFeatures(batch_attention, _repeated(features.motion, 2))
+            audio = torch.cat([torch.zeros_like(audio), audio])
+            speed = None if speed is None else speed.repeat(2, 1)
+            face_mask = face_mask.repeat(2, 1, 1, 1)
+        self.scheduler.set_timesteps(steps, device=device)
+        latents = noise.to(device, dtype) * self.scheduler.init_noise_sigma
+        for t in self.scheduler.timesteps:
+            model_input = torch.cat([latents] * 2) if use_guidance else latents
+            with self.timings.measure("denoise", device):
+                prediction = model.denoise(model_input, t, features, audio, face_mask, speed)
+            if use_guidance:
+                unconditional, conditional = prediction.chunk(2)
+                prediction = unconditional + guidance * (conditional - unconditional)
+            latents = self.scheduler.step(prediction, t, latents).prev_sample
+            if bar is not None:
+                bar.update(1)
+        return latents
 
 
 def _pad_frames(values: np.ndarray, total: int) -> np.ndarray:

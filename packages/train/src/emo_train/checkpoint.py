@@ -71,6 +71,14 @@ def resolve_checkpoint(path: str | Path) -> Path:
     raise TrainError(f"no checkpoint found at {path} (expected a checkpoints/<step>/ folder or a run directory)")
 
 
+def checkpoint_stage(checkpoint: Path) -> int | None:
+    """The training stage that wrote a checkpoint folder (its `config.json`), None if unrecorded."""
+    try:
+        return int(json.loads((Path(checkpoint) / "config.json").read_text())["stage"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def save_checkpoint(
     run_dir: str | Path,
     step: int,

@@ -53,9 +53,18 @@ class ModelOptions:
     """SD1.5 in diffusers layout (`unet/`, `vae/`), local path or hub id: initialises backbone and
     ReferenceNet (when no `init_from`) and provides the VAE."""
     motion_adapter: str | None = None
-    """AnimateDiff `MotionAdapter` (path or hub id) loaded into the temporal layers."""
+    """AnimateDiff `MotionAdapter` (path or hub id) loaded into the temporal layers, over `base_model`
+    or an `init_from` stage-1 checkpoint. Refused with a stage-2 or stage-3 checkpoint, whose
+    temporal layers are trained (the adapter would silently replace them)."""
     gradient_checkpointing: bool = False
-    """Recompute backbone / ReferenceNet activations in backward: less memory, ~30% slower."""
+    """Recompute the activations of the backbone's, the ReferenceNet's and the temporal layers'
+    blocks in backward instead of keeping them: much less memory, one more forward per step."""
+    channels_last: bool = False
+    """Convolutional parts (backbone, ReferenceNet, Face Locator, VAE) in channels-last memory
+    format: faster convolutions on tensor-core GPUs with mixed precision."""
+    compile: bool = False
+    """`torch.compile` the repeated blocks (transformer blocks of both UNets, temporal layers):
+    a slower first step, faster steps after it."""
 
 
 @dataclass
@@ -74,12 +83,18 @@ class DataOptions:
     """Samples held for shuffling."""
     loader_workers: int = 2
     """DataLoader worker processes per training worker (0: load in the training process)."""
-    drop_reference: float = 0.05
-    """Classifier-free-guidance dropout of the reference image (its latent is zeroed)."""
     drop_audio: float = 0.05
-    """CFG dropout of the audio features (zeroed), stages 2-3."""
+    """Dropout of the audio features (zeroed), stages 2-3: the unconditional half of inference's
+    audio guidance."""
     drop_motion: float = 0.1
-    """CFG dropout of the motion frames (zero latents, as for a first clip), stages 2-3."""
+    """Dropout of the motion frames (zero features, as for a first clip), stages 2-3."""
+    drop_speed: float = 0.1
+    """Dropout of the head speed, stage 3: the model also learns to move without a given speed
+    (inference without --speed)."""
+    latent_cache: str | None = None
+    """Folder for the VAE posteriors of the frames trained on (per clip and frame, float16): each
+    frame is encoded once instead of every time it is drawn. One folder per VAE and size (it is
+    keyed by both); safe to share between data-parallel workers."""
 
 
 @dataclass
@@ -178,7 +193,7 @@ class TrainConfig:
         check(self.optim.mixed_precision in ("no", "bf16", "fp16"), "--mixed-precision must be no, bf16 or fp16")
         check(self.distributed.num_workers >= 1, "--num-workers must be >= 1")
         check(self.data.size is None or (self.data.size >= 8 and self.data.size % 8 == 0), "--size must be a multiple of 8")
-        for name in ("drop_reference", "drop_audio", "drop_motion"):
+        for name in ("drop_audio", "drop_motion", "drop_speed"):
             check(0.0 <= getattr(self.data, name) <= 1.0, f"--{name.replace('_', '-')} must be in [0, 1]")
         if self.stage == 1 and self.model.base_model is None and self.model.init_from is None and self.model.preset == "sd15":
             raise TrainError("--preset sd15 needs --base-model (SD1.5 weights) or --init-from")

@@ -2,14 +2,20 @@
 
 One optimizer step = `grad_accum` micro-batches of `batch_size` clips per worker:
 
-    frames (b, 3, f, S, S) --frozen VAE--> latents (b, 4, f, S/8, S/8) * scaling_factor
+    uint8 frames (b, 3, f, S, S) --to the device, [-1, 1]--frozen VAE (or the latent cache)-->
+        latents (b, 4, f, S/8, S/8) * scaling_factor
     noise ~ N(0, 1), t ~ U{0..999}, noisy = DDPM.add_noise(latents, noise, t)
     loss = MSE(EMOModel(noisy, t, reference, motion, audio, mask, speed), noise)   (epsilon prediction)
 
 Stage 1 trains images (f = 1, temporal layers off, no audio); stages 2-3 train 12-frame clips
 with 4 motion frames and audio, stage 3 also with head speed. Condition dropout flags drawn by
-the data pipeline are applied here: zero reference latent, zero audio features, zero motion
-features (exactly what a first clip gets at inference).
+the data pipeline are applied here: zero audio features, zero motion features (exactly what a
+first clip gets at inference), no speed (what inference does without --speed). The reference is
+never dropped: inference's guidance is on the audio only, with the reference in both halves, so
+a reference-free mode would be trained for nothing.
+
+With `mixed_precision` the forward passes (VAE encoding included) run under autocast; weights,
+gradients and AdamW's state stay float32 (fused AdamW on CUDA).
 
 Reproducibility: weights of new layers, the data stream (`DataConfig.seed`), and noise /
 timesteps (a dedicated generator per worker) are seeded. A checkpoint stores the generator
@@ -35,6 +41,7 @@ from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 
 from .checkpoint import (
+    checkpoint_stage,
     holds_model,
     last_checkpoint,
     load_raw_weights,
@@ -42,9 +49,10 @@ from .checkpoint import (
     resolve_checkpoint,
     save_checkpoint,
 )
-from .config import VAE_STAGE, TrainConfig, TrainError, stage_name
+from .config import VAE_STAGE, OptimOptions, TrainConfig, TrainError, stage_name
 from .data import DataConfig, annotation_settings, make_dataloader, resolve_shards, shard_sample_metadata
-from .models import STAGE_GROUPS, EMOModel, get_preset, load_motion_adapter
+from .latent_cache import LatentCache
+from .models import STAGE_GROUPS, EMOModel, get_preset, load_motion_adapter, use_channels_last
 
 logger = logging.getLogger(__name__)
 
@@ -70,10 +78,22 @@ def check_inputs(cfg: TrainConfig) -> None:
         if cfg.stage >= 2 and not holds_model(init):
             raise TrainError(f"--init-from {cfg.model.init_from}: a VAE-only checkpoint; stage {cfg.stage} "
                              f"starts from a stage-{cfg.stage - 1} run")
+        check_motion_adapter_start(cfg, init)
     if cfg.run.resume and last_checkpoint(cfg.run.out) is None:
         raise TrainError(f"--resume: no checkpoint in {cfg.run.out}/checkpoints (no 'last' pointer)")
     if not cfg.run.resume and last_checkpoint(cfg.run.out) is not None:
         raise TrainError(f"{cfg.run.out} already holds checkpoints: pass --resume to continue it, or another --out")
+
+
+def check_motion_adapter_start(cfg: TrainConfig, start: Path) -> None:
+    """`--motion-adapter` over a checkpoint whose temporal layers were trained (stage 2 or 3) would
+    silently replace them with AnimateDiff's: refuse."""
+    stage = checkpoint_stage(start)
+    if cfg.model.motion_adapter is not None and stage is not None and stage >= 2:
+        raise TrainError(
+            f"--motion-adapter would replace the trained temporal layers of the stage-{stage} checkpoint "
+            f"{start}: leave it out (it only initialises them, before stage 2)"
+        )
 
 
 def preset_vae(preset: str, seed: int = 0) -> AutoencoderKL:
@@ -116,6 +136,7 @@ def build_model(cfg: TrainConfig, audio_feature_shape: tuple[int, ...], resume_f
         return EMOModel.from_pretrained(resume_from)
     init = resolve_checkpoint(options.init_from) if options.init_from is not None else None
     if init is not None and holds_model(init):
+        check_motion_adapter_start(cfg, init)
         model = _pretrained(EMOModel.from_pretrained, init, what="--init-from checkpoint")
     elif options.base_model is not None:
         preset = get_preset(options.preset, audio_feature_shape=audio_feature_shape)
@@ -184,6 +205,16 @@ def weights_digest(model: torch.nn.Module) -> str:
 # --------------------------------------------------------------------------------- trainer
 
 
+def to_unit_range(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels (any layout, on any device) -> float32 in [-1, 1] on the same device."""
+    return pixels.to(torch.float32).div_(127.5).sub_(1.0)
+
+
+def make_optimizer(parameters: list[torch.nn.Parameter], options: OptimOptions, device: torch.device) -> torch.optim.AdamW:
+    """AdamW over the stage's trainable parameters: one fused kernel per step on CUDA."""
+    return torch.optim.AdamW(parameters, lr=options.lr, weight_decay=options.weight_decay, fused=device.type == "cuda")
+
+
 class TrainingForward(torch.nn.Module):
     """The training step's model call as one module call (what DDP wraps).
 
@@ -206,6 +237,7 @@ class TrainingForward(torch.nn.Module):
         audio_features: torch.Tensor | None,  # (b, f, 2m+1, *feature_shape)
         face_mask: torch.Tensor,  # (b, 1, H, W)
         speed: torch.Tensor | None,  # (b, f)
+        keep_speed: torch.Tensor | None,  # (b,) 1 = keep, 0 = dropped (as if no speed)
         use_temporal: bool,
     ) -> torch.Tensor:
         reference = self.model.encode_reference(reference_latents, motion_latents)
@@ -213,8 +245,100 @@ class TrainingForward(torch.nn.Module):
             for position, features in reference.motion.items():  # (b, n, c, h, w)
                 reference.motion[position] = features * keep_motion.view(-1, 1, 1, 1, 1).to(features.dtype)
         return self.model.denoise(
-            noisy_latents, timesteps, reference, audio_features, face_mask, speed, use_temporal=use_temporal
+            noisy_latents, timesteps, reference, audio_features, face_mask, speed, use_temporal=use_temporal,
+            keep_speed=keep_speed,
         )
+
+
+class TrainingStep:
+    """The arithmetic of one micro-batch, apart from data loading, optimiser and bookkeeping (so
+    that it can also run on fake tensors to count its cost: `emo_train.cost`).
+
+    `net` is the `TrainingForward` (or its DDP wrapper); `autocast_dtype` None runs in float32.
+    """
+
+    def __init__(
+        self,
+        net: torch.nn.Module,
+        vae: AutoencoderKL,
+        stage: int,
+        device: torch.device,
+        autocast_dtype: torch.dtype | None = None,
+        latent_cache: LatentCache | None = None,
+        snr_gamma: float | None = None,
+    ):
+        self.net, self.vae, self.stage, self.device = net, vae, stage, torch.device(device)
+        self.autocast_dtype = autocast_dtype
+        self.latent_cache = latent_cache
+        self.snr_gamma = snr_gamma  # Min-SNR loss weighting (`denoising_loss`)
+        self.noise_scheduler = sd15_noise_scheduler()
+
+    def autocast(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    @torch.no_grad()
+    def encode_moments(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(m, 3, S, S) uint8 on the device -> the VAE posterior's mean and std, (m, 4, S/8, S/8) float32."""
+        with self.autocast():
+            posterior = self.vae.encode(to_unit_range(pixels)).latent_dist
+        return posterior.mean.float(), posterior.std.float()
+
+    def latents(self, batch: dict[str, Any], generator: torch.Generator) -> torch.Tensor:
+        """One VAE sample of every frame the micro-batch uses, scaled: (b, 4, k, h, w) in the order
+        reference, motion frames (stages 2-3), targets."""
+        parts = [batch["reference"][:, :, None]]  # (b, 3, 1, S, S) uint8
+        indices = [batch["reference_index"][:, None]]
+        if self.stage >= 2:
+            parts.append(batch["motion"])  # (b, 3, n, S, S)
+            indices.append(batch["motion_indices"])
+        parts.append(batch["video"])  # (b, 3, f, S, S)
+        indices.append(batch["frame_indices"])
+        frames = torch.cat([p.to(self.device, non_blocking=True) for p in parts], dim=2)  # (b, 3, k, S, S)
+        b, k = frames.shape[0], frames.shape[2]
+        flat = frames.transpose(1, 2).flatten(0, 1)  # (b*k, 3, S, S)
+        if self.latent_cache is None:
+            mean, std = self.encode_moments(flat)
+        else:
+            mean, std = self.latent_cache.moments(batch["key"], torch.cat(indices, dim=1), flat, self.encode_moments)
+        sample = mean + std * torch.randn(mean.shape, generator=generator, device=mean.device)  # (b*k, 4, h, w)
+        return (sample * self.vae.config.scaling_factor).unflatten(0, (b, k)).transpose(1, 2)
+
+    def loss(self, batch: dict[str, Any], generator: torch.Generator) -> torch.Tensor:
+        """The denoising loss of one micro-batch (with gradients); `generator` draws VAE samples,
+        noise and timesteps."""
+        device = self.device
+        latents = self.latents(batch, generator)  # (b, 4, 1+n+f, h, w)
+        b, f = latents.shape[0], batch["video"].shape[2]
+        reference, target = latents[:, :, 0], latents[:, :, -f:]
+
+        def keep(flag_name: str) -> torch.Tensor:
+            """1 where the condition stays, 0 where its dropout flag is set; shape (b,)."""
+            return (~batch[flag_name]).to(device, torch.float32)
+
+        motion = keep_motion = audio = speed = keep_speed = None
+        if self.stage >= 2:
+            motion = latents[:, :, 1:-f]  # (b, 4, n, h, w)
+            keep_motion = keep("drop_motion")  # applied to the motion features (TrainingForward)
+            audio = batch["audio"].to(device)  # (b, f, 2m+1, *feature_shape)
+            audio = audio * keep("drop_audio").view(b, *[1] * (audio.ndim - 1))
+            if self.stage == 3:
+                speed = batch["speed"].to(device)  # (b, f) deg/s
+                keep_speed = keep("drop_speed")
+        mask = batch["mask"].to(device)  # (b, 1, S, S)
+
+        noise = torch.randn(target.shape, generator=generator, device=device)
+        timesteps = torch.randint(
+            0, self.noise_scheduler.config.num_train_timesteps, (b,), generator=generator, device=device
+        )
+        noisy = self.noise_scheduler.add_noise(target, noise, timesteps)  # (b, 4, f, h, w)
+        with self.autocast():
+            prediction = self.net(
+                noisy, timesteps, reference, motion, keep_motion, audio, mask, speed, keep_speed,
+                use_temporal=self.stage >= 2,
+            )
+        return denoising_loss(prediction.float(), noise, timesteps, self.noise_scheduler, self.snr_gamma)
 
 
 class Trainer:
@@ -254,7 +378,7 @@ class Trainer:
                 find_unused_parameters=True,
             )
 
-        self.optimizer = torch.optim.AdamW(self.trainable, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+        self.optimizer = make_optimizer(self.trainable, cfg.optim, self.device)
         self.lr_scheduler = get_scheduler(
             "constant_with_warmup", self.optimizer, num_warmup_steps=cfg.optim.warmup_steps
         )
@@ -276,6 +400,7 @@ class Trainer:
             self.pending = state["pending"]
             if "scaler" in state:
                 self.scaler.load_state_dict(state["scaler"])
+            self._match_optimizer_state_layout()
             torch.set_rng_state(rng["torch"])
             key = f"generator.{rank}"
             if key not in rng:
@@ -289,6 +414,11 @@ class Trainer:
                 self.ema.optimization_step = int(state["ema_step"])
             logger.info("resumed %s at step %d", resume_from, self.step)
         self.resumed_from = resume_from
+        cache = None
+        if cfg.data.latent_cache is not None:
+            cache = LatentCache(cfg.data.latent_cache, f"{cfg.size}px-{weights_digest(self.vae)[:16]}")
+        self.step_math = TrainingStep(self.net, self.vae, self.stage, self.device, self.autocast_dtype, cache,
+                                      cfg.optim.snr_gamma)
 
         self.data_config = DataConfig(
             shards=cfg.data.shards,
@@ -300,9 +430,9 @@ class Trainer:
             shuffle_buffer=cfg.data.shuffle_buffer,
             seed=cfg.run.seed,
             repeat=True,  # step-based training; passes reshuffle by themselves
-            drop_reference=cfg.data.drop_reference,
             drop_audio=cfg.data.drop_audio,
             drop_motion=cfg.data.drop_motion,
+            drop_speed=cfg.data.drop_speed,
         )
         self.loader = make_dataloader(
             self.data_config, cfg.optim.batch_size, cfg.data.loader_workers, drop_last=True,
@@ -316,8 +446,7 @@ class Trainer:
             raise TrainError(f"--shards: cannot read the sample metadata: {err}") from None
 
     def _build_modules(self, resume_from: Path | None) -> list[torch.nn.Parameter]:
-        """Set `model`, `vae`, `net` (the module the step calls) and the noise schedule; return the
-        trainable parameters."""
+        """Set `model`, `vae` and `net` (the module the step calls); return the trainable parameters."""
         cfg = self.cfg
         audio_shape = tuple(self.annotation["audio_features"]["shape"])  # per frame
         self.model = build_model(cfg, audio_shape, resume_from).to(self.device)
@@ -326,11 +455,14 @@ class Trainer:
             raise TrainError(f"the shards hold audio features {audio_shape}, the model expects {model_shape}")
         trainable = self.model.set_trainable_stage(self.stage)
         if cfg.model.gradient_checkpointing:
-            self.model.backbone.enable_gradient_checkpointing()
-            self.model.reference_net.enable_gradient_checkpointing()
-        self.model.train()  # diffusers checkpoints only in training mode
+            self.model.enable_gradient_checkpointing()
+        self.model.train()
         self.vae = build_vae(cfg, resume_from).to(self.device).requires_grad_(False).eval()
-        self.noise_scheduler = sd15_noise_scheduler()
+        if cfg.model.channels_last:
+            for module in (self.model.backbone, self.model.reference_net, self.model.face_locator, self.vae):
+                use_channels_last(module)
+        if cfg.model.compile:
+            self.model.compile_blocks()
         self.net: torch.nn.Module = TrainingForward(self.model)
         return trainable
 
@@ -354,62 +486,24 @@ class Trainer:
 
     def save_components(self, path: Path) -> None:
         """Extra folders of a checkpoint beside the model and the VAE."""
-        self.noise_scheduler.save_pretrained(path / "scheduler")
+        self.step_math.noise_scheduler.save_pretrained(path / "scheduler")
 
     # ------------------------------------------------------------------------------- step
 
-    def _autocast(self):
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
-
-    @torch.no_grad()
-    def encode_frames(self, frames: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """(b, 3, k, S, S) pixels in [-1, 1] -> (b, 4, k, S/8, S/8) latents * scaling_factor."""
-        b, _, k, size, _ = frames.shape
-        flat = frames.transpose(1, 2).reshape(b * k, 3, size, size)
-        latents = self.vae.encode(flat).latent_dist.sample(generator) * self.vae.config.scaling_factor
-        return latents.reshape(b, k, *latents.shape[1:]).transpose(1, 2)
+    def _match_optimizer_state_layout(self) -> None:
+        """Resumed AdamW moments come back contiguous; give them their parameter's memory layout
+        (channels-last convolutions), as fused kernels treat both as the same flat memory."""
+        for group in self.optimizer.param_groups:
+            for parameter in group["params"]:
+                state = self.optimizer.state.get(parameter, {})
+                for name, value in state.items():
+                    if isinstance(value, torch.Tensor) and value.shape == parameter.shape and value.stride() != parameter.stride():
+                        state[name] = torch.empty_like(parameter, dtype=value.dtype).copy_(value)
 
     def loss(self, batch: dict[str, Any], generator: torch.Generator | None = None) -> torch.Tensor:
-        """The denoising loss of one micro-batch (with gradients); `generator` draws VAE samples,
-        noise and timesteps (default: the trainer's own)."""
-        generator = generator if generator is not None else self.generator
-        device = self.device
-        video = batch["video"].to(device, non_blocking=True)  # (b, 3, f, S, S); stage 1: f = 1
-        b, f = video.shape[0], video.shape[2]
-        parts = [batch["reference"].to(device)[:, :, None]]  # (b, 3, 1, S, S)
-        if self.stage >= 2:
-            parts.append(batch["motion"].to(device))  # (b, 3, n, S, S)
-        parts.append(video)
-        latents = self.encode_frames(torch.cat(parts, dim=2), generator)  # one VAE pass: (b, 4, 1+n+f, h, w)
-        reference, target = latents[:, :, 0], latents[:, :, -f:]
-
-        def keep(flag_name: str) -> torch.Tensor:
-            """1 where the condition stays, 0 where its dropout flag is set; shape (b, 1, 1, 1)."""
-            return (~batch[flag_name]).to(device, torch.float32).view(b, 1, 1, 1)
-
-        reference = reference * keep("drop_reference")  # (b, 4, h, w)
-        motion = keep_motion = audio = speed = None
-        if self.stage >= 2:
-            motion = latents[:, :, 1:-f]  # (b, 4, n, h, w)
-            keep_motion = keep("drop_motion").view(b)  # applied to the motion features (TrainingForward)
-            audio = batch["audio"].to(device)  # (b, f, 2m+1, *feature_shape)
-            audio = audio * keep("drop_audio").view(b, *[1] * (audio.ndim - 1))
-            if self.stage == 3:
-                speed = batch["speed"].to(device)  # (b, f) deg/s
-        mask = batch["mask"].to(device)  # (b, 1, S, S)
-
-        noise = torch.randn(target.shape, generator=generator, device=device)
-        timesteps = torch.randint(
-            0, self.noise_scheduler.config.num_train_timesteps, (b,), generator=generator, device=device
-        )
-        noisy = self.noise_scheduler.add_noise(target, noise, timesteps)  # (b, 4, f, h, w)
-        with self._autocast():
-            prediction = self.net(
-                noisy, timesteps, reference, motion, keep_motion, audio, mask, speed, use_temporal=self.stage >= 2
-            )
-        return denoising_loss(prediction.float(), noise, timesteps, self.noise_scheduler, self.cfg.optim.snr_gamma)
+        """The denoising loss of one micro-batch (`TrainingStep.loss`); `generator` draws VAE
+        samples, noise and timesteps (default: the trainer's own)."""
+        return self.step_math.loss(batch, generator if generator is not None else self.generator)
 
     def optimizer_step(self, batches: Iterator[dict]) -> float:
         """One optimizer step over `grad_accum` micro-batches; returns the mean micro-batch loss."""

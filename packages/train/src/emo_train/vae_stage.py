@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL
 
 from .data import DataConfig, make_dataloader
-from .train import Trainer, build_vae, preset_vae
+from .train import Trainer, build_vae, preset_vae, to_unit_range
 
 KL_WEIGHT = 1e-6
 """Weight of the KL term against the per-pixel reconstruction losses (the KL summed over latent
@@ -83,8 +83,8 @@ class VAETrainer(Trainer):
 
     def loss(self, batch: dict[str, Any], generator: torch.Generator | None = None) -> torch.Tensor:
         generator = generator if generator is not None else self.generator
-        images = torch.cat([batch["video"][:, :, 0], batch["reference"]]).to(self.device)  # (2b, 3, S, S)
-        with self._autocast():
+        images = to_unit_range(torch.cat([batch["video"][:, :, 0], batch["reference"]]).to(self.device))  # (2b, 3, S, S)
+        with self.step_math.autocast():
             reconstruction, latents, kl = self.net(images, generator)
         reconstruction = reconstruction.float()
         power = latents.detach().float().pow(2).mean().item()
@@ -113,14 +113,13 @@ class VAETrainer(Trainer):
 def evaluation_frames(shards: str, size: int, count: int) -> torch.Tensor:
     """`count` frames (n, 3, S, S) in [-1, 1] drawn deterministically from the shards (targets and
     references of stage-1 samples; passes repeat, drawing other frames, until there are enough)."""
-    config = DataConfig(shards=shards, stage=1, size=size, shuffle_buffer=0, seed=0, repeat=True,
-                        drop_reference=0.0)
+    config = DataConfig(shards=shards, stage=1, size=size, shuffle_buffer=0, seed=0, repeat=True)
     frames = []
     for batch in make_dataloader(config, batch_size=8, num_workers=0):
-        frames += [batch["video"][:, :, 0], batch["reference"]]
+        frames += [batch["video"][:, :, 0], batch["reference"]]  # uint8
         if sum(len(f) for f in frames) >= count:
             break
-    return torch.cat(frames)[:count]
+    return to_unit_range(torch.cat(frames)[:count])
 
 
 @torch.no_grad()

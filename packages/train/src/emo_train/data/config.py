@@ -51,14 +51,16 @@ class DataConfig:
     epoch / node rank / loader worker derives its own stream from it. None: fresh entropy."""
     repeat: bool = False
     """Loop over the shards forever (reshuffled every pass) for step-based training."""
-    drop_reference: float = 0.05
-    """Probability that a sample's `drop_reference` flag is set (classifier-free guidance on
-    the reference image). The pipeline only draws flags; the trainer applies them."""
     drop_audio: float = 0.05
-    """Probability of the `drop_audio` flag (stages 2-3): train without audio conditioning."""
+    """Probability that a sample's `drop_audio` flag is set (stages 2-3): train without audio
+    conditioning, the unconditional half of inference's audio guidance. The pipeline only draws
+    flags; the trainer applies them."""
     drop_motion: float = 0.1
     """Probability of the `drop_motion` flag (stages 2-3): use zero motion frames, as for the
     first clip at inference."""
+    drop_speed: float = 0.1
+    """Probability of the `drop_speed` flag (stages 2-3; stage 3 trains with speed): train
+    without head-speed conditioning, which inference uses when no speed is given."""
 
     def __post_init__(self) -> None:
         if self.stage not in (1, 2, 3):
@@ -73,7 +75,7 @@ class DataConfig:
             raise ValueError(f"audio_context must be >= 0, got {self.audio_context}")
         if self.shuffle_buffer < 0:
             raise ValueError(f"shuffle_buffer must be >= 0, got {self.shuffle_buffer}")
-        for name in ("drop_reference", "drop_audio", "drop_motion"):
+        for name in ("drop_audio", "drop_motion", "drop_speed"):
             p = getattr(self, name)
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"{name} must be a probability in [0, 1], got {p}")

@@ -47,15 +47,17 @@ class EMODataset(IterableDataset):
     Every sample is a dict:
 
     - `key`, `url` (str): the clip's key and its shard;
-    - `video` float32 `(3, f, S, S)` in [-1, 1]: the target frames (stage 1: f = 1);
-    - `reference` float32 `(3, S, S)` in [-1, 1]: the reference frame;
+    - `video` uint8 `(3, f, S, S)` RGB: the target frames (stage 1: f = 1);
+    - `reference` uint8 `(3, S, S)`: the reference frame;
     - `mask` float32 `(1, S, S)` in {0, 1}: the clip's union face mask (`mask.png`);
     - `frame_indices` int64 `(f,)`, `reference_index` (int): positions in the clip (0-based);
-    - `drop_reference` (bool): classifier-free-guidance dropout flag for the reference;
-    - stages 2-3 also: `motion` float32 `(3, n, S, S)` in [-1, 1] (the n frames right before the
-      targets), `motion_indices` int64 `(n,)`, `audio` float32 (`[f, 2m+1, *feature_shape]`
-      windows, or `[f, *feature_shape]`; see `DataConfig.audio_windows`), `speed` float32 `(f,)`
-      in deg/s, `drop_audio` and `drop_motion` (bool).
+    - stages 2-3 also: `motion` uint8 `(3, n, S, S)` (the n frames right before the targets),
+      `motion_indices` int64 `(n,)`, `audio` float32 (`[f, 2m+1, *feature_shape]` windows, or
+      `[f, *feature_shape]`; see `DataConfig.audio_windows`), `speed` float32 `(f,)` in deg/s,
+      and the condition-dropout flags `drop_audio`, `drop_motion`, `drop_speed` (bool).
+
+    Frames stay uint8 (a quarter of float32's bytes through the loader's queues and the host to
+    device copy); the trainer scales them to [-1, 1] on its device (`emo_train.train.to_unit_range`).
 
     Frame choice. Stage 1: a uniformly random target frame and a uniformly random different
     reference frame. Stages 2-3: a uniformly random window of n + f consecutive frames (motion
@@ -226,9 +228,9 @@ class EMODataset(IterableDataset):
             target_idx = [int(rng.integers(num_frames))]
             ref = int(rng.integers(num_frames - 1))
             ref = ref + 1 if ref >= target_idx[0] else ref
-        drop_reference = bool(rng.random() < cfg.drop_reference)
         drop_audio = bool(rng.random() < cfg.drop_audio)
         drop_motion = bool(rng.random() < cfg.drop_motion)
+        drop_speed = bool(rng.random() < cfg.drop_speed)
 
         frames = decode_frames(mp4, [ref, *motion_idx, *target_idx])
         height, width = next(iter(frames.values())).shape[:2]
@@ -248,7 +250,6 @@ class EMODataset(IterableDataset):
             "mask": self._to_mask(mask),
             "frame_indices": torch.tensor(target_idx, dtype=torch.int64),
             "reference_index": ref,
-            "drop_reference": drop_reference,
         }
         if cfg.video:
             sample["motion"] = pixels(motion_idx)  # (3, n, S, S)
@@ -257,18 +258,17 @@ class EMODataset(IterableDataset):
             sample["speed"] = torch.from_numpy(arrays["speed.npy"][target_idx].astype(np.float32))
             sample["drop_audio"] = drop_audio
             sample["drop_motion"] = drop_motion
+            sample["drop_speed"] = drop_speed
         return sample
 
     def _to_pixels(self, rgb: np.ndarray) -> torch.Tensor:
-        """(k, H, W, 3) uint8 -> (3, k, S, S) float32 in [-1, 1]: type, layout and scale changed in
-        two passes over the data, straight into the layout the batch needs (memory traffic here
-        was most of the loader's time)."""
-        x = torch.from_numpy(rgb).permute(3, 0, 1, 2).to(torch.float32, memory_format=torch.contiguous_format)
+        """(k, H, W, 3) uint8 -> (3, k, S, S) uint8, in one copy straight into the layout the
+        batch needs (the trainer converts to float on its device)."""
+        x = torch.from_numpy(rgb).permute(3, 0, 1, 2).contiguous()
         if x.shape[-1] != self.cfg.size:
-            # frames as channels: each is resized on its own; antialiased bilinear weights are convex,
-            # so the values stay within [0, 255]
+            # frames as channels: each is resized on its own (antialiased bilinear, rounded to uint8)
             x = F.interpolate(x, size=(self.cfg.size, self.cfg.size), mode="bilinear", antialias=True, align_corners=False)
-        return x.div_(127.5).sub_(1.0)
+        return x
 
     def _to_mask(self, mask: np.ndarray) -> torch.Tensor:
         """(H, W) uint8 -> (1, S, S) float32 in {0, 1} (area resampling, then >= 0.5)."""

@@ -2,7 +2,7 @@
 
 from .audio_attention import AudioAttention
 from .audio_projection import AudioProjection
-from .emo import COMPONENTS, STAGE_GROUPS, EMOModel
+from .emo import COMPONENTS, STAGE_GROUPS, EMOModel, use_channels_last
 from .face_locator import FaceLocator
 from .presets import PRESETS, EMOPreset, get_preset
 from .reference_net import ReferenceFeatures, ReferenceNet
@@ -28,4 +28,5 @@ __all__ = [
     "get_preset",
     "load_motion_adapter",
     "temporal_positions",
+    "use_channels_last",
 ]

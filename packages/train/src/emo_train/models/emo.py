@@ -16,7 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.utils.checkpoint
 from diffusers import ModelMixin, MotionAdapter, UNet2DConditionModel
+from diffusers.models.attention import FeedForward
+from diffusers.models.resnet import ResnetBlock2D
 from torch import nn
 
 from .attention_processors import AudioAttnProcessor, ReferenceAttnProcessor
@@ -48,6 +51,19 @@ STAGE_GROUPS: dict[int, tuple[str, ...]] = {
 }
 
 
+def use_channels_last(module: nn.Module) -> nn.Module:
+    """Put `module`'s 4-d weights in channels-last memory format (faster convolutions on tensor
+    cores); its state dict (what `save_pretrained` writes) stays in the ordinary contiguous layout."""
+
+    def contiguous_state(module, state_dict, prefix, local_metadata) -> None:
+        for key in [key for key in state_dict if key.startswith(prefix)]:
+            state_dict[key] = state_dict[key].contiguous()
+
+    module.to(memory_format=torch.channels_last)
+    module.register_state_dict_post_hook(contiguous_state)
+    return module
+
+
 def _as_list(value):
     """Config values come back from JSON as lists; presets use tuples."""
     return list(value) if isinstance(value, (list, tuple)) else value
@@ -60,25 +76,34 @@ class _FrameContext:
     num_frames: int
     motion: dict[str, torch.Tensor]  # UNet position -> (b, n, c, h, w)
     speed_tokens: torch.Tensor | None  # (b*f, tokens, dim)
+    speed_keep: torch.Tensor | None  # (b*f, 1, 1): 0 where a sample's speed is dropped
 
 
 class _TemporalHook:
     """Forward hook on a backbone spatial layer: passes its output through the temporal layer.
 
+    With gradient checkpointing the temporal layer recomputes its activations in backward. Hooks
+    on resnets run inside diffusers' own checkpoint of that resnet (down/up blocks without
+    attention); hooks on transformer layers run after diffusers' checkpointed blocks, so they
+    checkpoint the temporal layer themselves.
+
     A callable object (not a closure) so that `copy.deepcopy(model)` (EMA copies) rebinds it to the copy.
     """
 
-    def __init__(self, model: "EMOModel", position: str, layer: TemporalTransformer):
+    def __init__(self, model: "EMOModel", position: str, layer: TemporalTransformer, inside_diffusers_checkpoint: bool):
         self.model, self.position, self.layer = model, position, layer
+        self.inside_diffusers_checkpoint = inside_diffusers_checkpoint
 
     def __call__(self, module, args, output):
         context = self.model._frame_context
         if context is None:
             return None  # keep the spatial layer's output
         hidden_states = output[0] if isinstance(output, tuple) else output  # (b*f, c, h, w)
-        hidden_states = self.layer(
-            hidden_states, context.num_frames, context.motion[self.position], context.speed_tokens
-        )
+        inputs = (hidden_states, context.num_frames, context.motion[self.position], context.speed_tokens, context.speed_keep)
+        if self.model.gradient_checkpointing and not self.inside_diffusers_checkpoint and torch.is_grad_enabled():
+            hidden_states = torch.utils.checkpoint.checkpoint(self.layer, *inputs, use_reentrant=False)
+        else:
+            hidden_states = self.layer(*inputs)
         return (hidden_states, *output[1:]) if isinstance(output, tuple) else hidden_states
 
 
@@ -112,6 +137,7 @@ class EMOModel(nn.Module):
         # Set by `denoise` and deliberately kept afterwards: with gradient checkpointing the
         # backbone's layers (and so the temporal hooks) run again during backward.
         self._frame_context: _FrameContext | None = None
+        self.gradient_checkpointing = False  # see enable_gradient_checkpointing
 
         processors = {}
         for name in backbone.attn_processors:
@@ -126,7 +152,9 @@ class EMOModel(nn.Module):
             if temporal_path.startswith("mid_block.") and temporal.mid_block is None:
                 continue  # AnimateDiff v1 layout: no temporal layer in the mid block
             layer = temporal.get_submodule(temporal_path)
-            backbone.get_submodule(position).register_forward_hook(_TemporalHook(self, position, layer))
+            spatial = backbone.get_submodule(position)
+            hook = _TemporalHook(self, position, layer, inside_diffusers_checkpoint=isinstance(spatial, ResnetBlock2D))
+            spatial.register_forward_hook(hook)
 
     def _check_compatible(self) -> None:
         unet = self.backbone.config
@@ -233,6 +261,29 @@ class EMOModel(nn.Module):
         components = {name: cls_.from_pretrained(Path(directory) / name, **kwargs) for name, cls_ in COMPONENTS.items()}
         return cls(**components)
 
+    def enable_gradient_checkpointing(self) -> None:
+        """Recompute activations in backward instead of keeping them: the backbone's and the
+        ReferenceNet's blocks (diffusers' checkpointing) and every temporal layer (ours)."""
+        self.backbone.enable_gradient_checkpointing()
+        self.reference_net.enable_gradient_checkpointing()
+        self.gradient_checkpointing = True
+
+    def compile_blocks(self, **compile_options) -> None:
+        """`torch.compile` the blocks that repeat, each on its own (regional compilation: blocks of
+        one code share compiled graphs, shapes turn dynamic after the first recompile): resnets
+        and feed-forwards of both UNets, and the temporal layers. Left eager: attention layers
+        (one SDPA call each, and their processors hold per-layer Python state that would make
+        every layer compile apart) and resnets that carry a temporal layer's hook."""
+        import torch._dynamo
+
+        # one compiled graph per block shape (SD1.5 has about a dozen resnet widths): let dynamo
+        # keep them all rather than fall back to eager after its default 8
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+        for module in (*self.backbone.modules(), *self.reference_net.modules(), *self.temporal.modules()):
+            hooked = bool(getattr(module, "_forward_hooks", None))
+            if isinstance(module, (ResnetBlock2D, FeedForward, TemporalTransformer)) and not hooked:
+                module.compile(**compile_options)
+
     # ------------------------------------------------------------------------------ parameters
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
@@ -292,12 +343,15 @@ class EMOModel(nn.Module):
         face_mask: torch.Tensor | None = None,  # (b, 1, H, W) in [0, 1], H = h * 8
         speed: torch.Tensor | None = None,  # (b, f) head rotation speed, deg/s
         use_temporal: bool = True,
+        keep_speed: torch.Tensor | None = None,  # (b,) 1 = use the sample's speed, 0 = as if speed were None
     ) -> torch.Tensor:
         """Noise prediction `(b, c, f, h, w)`.
 
         Stage 1 (images): `use_temporal=False`, no audio, no speed. Stages 2-3 and inference:
         temporal layers on (they see the reference's motion frames in front of the f frames);
         audio and speed are optional (None: no conditioning, e.g. for classifier-free guidance).
+        `keep_speed` drops the speed of some samples of a batch (stage 3's speed dropout): a
+        sample with 0 gets exactly the prediction it would get without `speed`.
         """
         batch, channels, frames, height, width = noisy_latents.shape
         sample = noisy_latents
@@ -327,12 +381,14 @@ class EMOModel(nn.Module):
                     f"{motion_frames} motion + {frames} target frames exceed the temporal layers' "
                     f"{self.temporal.config.max_seq_length} positions"
                 )
-            speed_tokens = None
+            speed_tokens = speed_keep = None
             if speed is not None:
                 if tuple(speed.shape) != (batch, frames):
                     raise ValueError(f"speed must be [{batch}, {frames}], got {list(speed.shape)}")
                 speed_tokens = self.speed_encoder(speed).flatten(0, 1)  # (b*f, tokens, dim)
-            self._frame_context = _FrameContext(frames, reference.motion, speed_tokens)
+                if keep_speed is not None:
+                    speed_keep = keep_speed.to(speed_tokens.dtype).repeat_interleave(frames).view(-1, 1, 1)  # (b*f, 1, 1)
+            self._frame_context = _FrameContext(frames, reference.motion, speed_tokens, speed_keep)
         else:
             if speed is not None:
                 raise ValueError("speed conditions the temporal layers: it needs use_temporal=True")

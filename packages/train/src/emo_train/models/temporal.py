@@ -94,6 +94,7 @@ class TemporalTransformer(nn.Module):
         num_frames: int,
         motion_frames: torch.Tensor | None = None,  # (b, n, c, h, w) ReferenceNet features of the motion frames
         speed_tokens: torch.Tensor | None = None,  # (b*f, tokens, speed_dim)
+        speed_keep: torch.Tensor | None = None,  # (b*f, 1, 1): 0 drops a frame's speed attention
     ) -> torch.Tensor:
         batch_frames, channels, height, width = hidden_states.shape
         batch = batch_frames // num_frames
@@ -114,7 +115,8 @@ class TemporalTransformer(nn.Module):
             # temporal attention so the speed information can be propagated along the frames
             target = x[:, num_motion:].reshape(batch, height * width, num_frames, channels)
             target = target.transpose(1, 2).reshape(batch_frames, height * width, channels)  # (b*f, hw, c)
-            target = target + self.speed_attn(self.speed_norm(target), encoder_hidden_states=speed_tokens)
+            attended = self.speed_attn(self.speed_norm(target), encoder_hidden_states=speed_tokens)
+            target = target + (attended if speed_keep is None else attended * speed_keep)
             target = target.reshape(batch, num_frames, height * width, channels).transpose(1, 2)
             x = torch.cat([x[:, :num_motion], target.reshape(batch * height * width, num_frames, channels)], dim=1)
 
