@@ -67,6 +67,10 @@ class ClipConfig:
     min_face_fraction: float = 0.3
     """Smallest median face side over crop side (crop_scale 2 gives 0.5 for a still face); a face
     moving across the frame widens the fixed crop, and such clips are halved or dropped."""
+    min_frame_face_fraction: float = 0.2
+    """Smallest face side over crop side on any frame of a clip (halved or dropped like above).
+    It also bounds what the one-pass annotator keeps of each frame while a clip is open: the
+    square of `face side / this` around the face, which then always holds the clip's crop."""
     jump_cut_min_step: float = 0.04
     """A jump cut moves the landmarks at least this far between two frames (median over the
     points, in face sides) ..."""
@@ -94,6 +98,11 @@ class AnnotateConfig:
     """3D landmark backend: MediaPipe face mesh (468 points) or face-alignment's 3D FAN (68)."""
     detect_max_side: int = 960
     """Frames are downscaled to this long side before face detection (speed; None-like 0 = off)."""
+    detect_every: int = 4
+    """Inside a steady face track the full-range face detector checks one frame in this many (and
+    every frame where the face mesh loses or finds a face or jumps); 1 = every frame. 4 =
+    `clip.max_spurious_face_frames` + 1: a second face long enough to end a clip is always seen
+    (`tracking.FaceTracker`)."""
     crf: int = 18
     """H.264 constant rate factor of the stored clips."""
     x264_preset: str = "veryfast"
