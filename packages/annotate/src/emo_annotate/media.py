@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+import threading
 import wave
 from fractions import Fraction
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from typing import Iterator
 import av
 import cv2
 import numpy as np
-from av.video.reformatter import Interpolation
+from av.video.reformatter import Interpolation, VideoReformatter
 
 from .errors import MediaError
 
@@ -77,6 +78,19 @@ def _sws_stored() -> dict:
     return {"dst_colorspace": _SWS_MATRIX[STORED_COLOUR.matrix], "dst_color_range": "JPEG" if STORED_COLOUR.full_range else "MPEG"}
 
 
+_local = threading.local()
+
+
+def _reformat(frame: av.VideoFrame, **options) -> av.VideoFrame:
+    """`frame.reformat(**options)` through one reformatter per thread: it keeps its swscale context
+    from frame to frame (PyAV's `frame.reformat` builds and frees one for every frame, which costs
+    more than the conversion itself)."""
+    reformatter = getattr(_local, "reformatter", None)
+    if reformatter is None:
+        reformatter = _local.reformatter = VideoReformatter()
+    return reformatter.reformat(frame, **options)
+
+
 def tag_stored_colour(frame: av.VideoFrame) -> av.VideoFrame:
     for name, value in STORED_COLOUR_TAGS.items():
         setattr(frame, name, value)
@@ -86,7 +100,7 @@ def tag_stored_colour(frame: av.VideoFrame) -> av.VideoFrame:
 def rgb_to_stored_frame(rgb: np.ndarray) -> av.VideoFrame:
     """(h, w, 3) uint8 RGB (even sides) -> a yuv420p frame in the stored colour, tagged."""
     frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-    return tag_stored_colour(frame.reformat(format="yuv420p", interpolation=_ACCURATE, **_sws_stored()))
+    return tag_stored_colour(_reformat(frame, format="yuv420p", interpolation=_ACCURATE, **_sws_stored()))
 
 
 def convert_yuv420(planes: tuple[np.ndarray, np.ndarray, np.ndarray], source: Colour) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -97,7 +111,7 @@ def convert_yuv420(planes: tuple[np.ndarray, np.ndarray, np.ndarray], source: Co
     y, u, v = planes
     h, w = y.shape
     frame = av.VideoFrame.from_ndarray(np.concatenate([y, u.reshape(h // 4, w), v.reshape(h // 4, w)]), format="yuv420p")
-    out = frame.reformat(format="yuv420p", interpolation=_ACCURATE, threads=1, **_sws_source(source), **_sws_stored())
+    out = _reformat(frame, format="yuv420p", interpolation=_ACCURATE, threads=1, **_sws_source(source), **_sws_stored())
     return _planes(out)
 
 
@@ -274,7 +288,7 @@ def to_rgb(frame: av.VideoFrame, max_side: int = 0, picture: Picture | None = No
     if max_side and max(w, h) > max_side:
         s = max_side / max(w, h)
         w, h = max(2, round(w * s)), max(2, round(h * s))
-    rgb = frame.to_ndarray(format="rgb24", **_sws_source(picture.colour))
+    rgb = _reformat(frame, format="rgb24", **_sws_source(picture.colour)).to_ndarray()
     if rgb.shape[:2] != (h, w):
         # linear is sharp and alias-free down to half size; area averaging beyond that
         shrink = min(rgb.shape[1] / w, rgb.shape[0] / h)
@@ -311,8 +325,8 @@ def to_yuv420(frame: av.VideoFrame, picture: Picture | None = None) -> tuple[tup
     picture = picture or Picture.of_frame(frame)
     if frame.format.name in ("yuv420p", "yuvj420p") and not (frame.width % 2 or frame.height % 2):
         return _planes(frame), picture.colour
-    converted = frame.reformat(width=frame.width // 2 * 2, height=frame.height // 2 * 2, format="yuv420p",
-                               interpolation=_ACCURATE, **_sws_source(picture.colour), **_sws_stored())
+    converted = _reformat(frame, width=frame.width // 2 * 2, height=frame.height // 2 * 2, format="yuv420p",
+                          interpolation=_ACCURATE, **_sws_source(picture.colour), **_sws_stored())
     return _planes(converted), STORED_COLOUR
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import io
 import json
-import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,28 +32,24 @@ from . import __version__
 from .audio_features import AudioFeaturizer, make_featurizer
 from .config import AnnotateConfig
 from .crop import crop_box, face_sides, to_crop_pixels, union_mask
+from .index import STATUS_DROPPED, STATUS_FAILED, STATUS_OK, STATUS_SKIPPED  # noqa: F401 (part of this module's API)
 from .landmarks import make_detector
 from .media import (
     AUDIO_RATE, STORED_COLOUR, MediaError, Mp4Writer, PlacedAudio, VideoInfo, convert_yuv420, decode_audio_spilled,
     encode_wav, iter_frames, probe, to_rgb, to_yuv420, upright,
 )
 from .pose import clip_pose
+from .timing import StageTimes
 from .segment import (
     ClipCutter, Dropped, Span, face_patch, grey_histogram, grey_thumbnail, landmark_steps, picture_changed,
 )
 from .tracking import FaceTracker
 from .window import Window, crop_rect, cut, face_window, holds
 
-STATUS_OK = "ok"
-STATUS_SKIPPED = "skipped"  # a readable input with nothing to train on
-STATUS_FAILED = "failed"  # an input that could not be processed
-STATUS_DROPPED = "dropped"  # a stretch of an input left out for a label problem (one row each)
 
 # the stored clips' colour, as recorded in each sample's json (and tagged in the H.264 stream)
 STORED_COLOUR_META = {**STORED_COLOUR.describe(), "primaries": "bt709", "transfer": "bt709", "tagged": True}
 
-# where a worker's time goes, in the order of the pipeline
-STAGES = ("open", "decode", "to_rgb", "mesh", "detector", "signals", "keep", "crop", "encode", "labels", "write")
 
 
 @dataclass
@@ -77,19 +72,6 @@ class Observations:
     has_landmarks: np.ndarray  # (T,) bool
     histograms: np.ndarray  # (T, bins) float32
     fresh: np.ndarray  # (T,) bool: the picture changed since the previous frame
-
-
-class StageTimes:
-    """Seconds spent per stage (`STAGES`), accumulated across videos."""
-
-    def __init__(self):
-        self.seconds = dict.fromkeys(STAGES, 0.0)
-
-    def lap(self, stage: str, since: float) -> float:
-        """Charge the time since `since` to `stage`; returns now."""
-        now = time.perf_counter()
-        self.seconds[stage] += now - since
-        return now
 
 
 @dataclass
@@ -436,17 +418,3 @@ def png_bytes(image: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def library_versions() -> dict:
-    import importlib.metadata as md
-
-    names = ["av", "numpy", "scipy", "mediapipe", "face-alignment", "torch", "transformers", "ray",
-             "webdataset", "pyarrow", "opencv-contrib-python"]
-    versions = {"python": platform.python_version(), "emo-annotate": __version__}
-    for name in names:
-        try:
-            versions[name] = md.version(name)
-        except md.PackageNotFoundError:
-            versions[name] = None
-    return versions
