@@ -151,6 +151,22 @@ class OutputLayout:
             os.close(fd)
 
 
+def running(layout: OutputLayout) -> str | None:
+    """Who holds the output directory's lock (a run writing it now), or None."""
+    if not layout.lock.exists():
+        return None
+    fd = os.open(layout.lock, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return os.pread(fd, 500, 0).decode(errors="replace").strip() or "another process"
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
 def shard_unit(name: str) -> int | None:
     """The unit number of a shard name `UUUUU-PPP` (None for another name)."""
     match = SHARD_NAME.match(name)

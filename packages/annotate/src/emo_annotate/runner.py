@@ -173,6 +173,7 @@ def _init_ray(run_cfg: RunConfig) -> None:
         ray.init(address=run_cfg.address, log_to_driver=False, logging_level="ERROR")
     else:
         ray.init(
+            address="local",  # a Ray of its own, never a cluster someone else started on this machine
             num_cpus=max(1, run_cfg.num_workers),
             include_dashboard=False,
             log_to_driver=False,
