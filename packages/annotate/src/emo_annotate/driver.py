@@ -14,7 +14,7 @@ in flight. Ray itself retries nothing (`max_restarts=0`, `max_task_retries=0`); 
 - a death between videos, or an error in the unit's own code, counts against the unit, which is
   given up (its videos `failed`, left uncommitted for the next run) after `max_retries` more.
 
-Workers are polled every few seconds for how far they are (`progress.RunProgress`); a poll also
+Workers are polled every second for how far they are (`progress.RunProgress`); a poll also
 notices a dead worker early.
 """
 
@@ -143,7 +143,7 @@ class Driver:
         for worker in self.workers.values():
             if worker.ready_ref is None and worker.unit is None and self.queue:
                 unit = self.queue.popleft()
-                worker.unit, worker.polled_at = unit, time.time()
+                worker.unit, worker.polled_at = unit, time.time() - REPORT_EVERY_S / 2  # first report soon
                 worker.ref = worker.actor.process.remote(unit.to_dict(), self.give_up.get(unit.unit, {}))
 
     def _waitables(self) -> dict:

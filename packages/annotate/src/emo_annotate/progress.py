@@ -4,7 +4,7 @@ Figures: videos done of the run's total, clips written, hours of video annotated
 at the output fps), frames per second, the estimated time left, failed and skipped inputs, worker
 deaths and videos given up, and per worker the node, the unit and how far into its video it is.
 Finished units count once their result arrives; units in flight count from their workers'
-reports (every few seconds), so a unit with one 3-hour video moves the figures while it runs.
+reports (every second), so a unit with one 3-hour video moves the figures while it runs.
 
 The time left is estimated from input bytes (`os.stat`, no probing of 100,000 files up front):
 bytes of the videos done, plus the decoded share of each video in flight, against the bytes
@@ -23,7 +23,7 @@ from .layout import OutputLayout, write_json_atomic
 from .timing import STAGES
 from .units import Unit
 
-REPORT_EVERY_S = 2.0  # progress.json rewrites and worker polls
+REPORT_EVERY_S = 1.0  # progress.json rewrites and worker polls
 
 
 @dataclass
