@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-# DESIGN.md: annotate <- train <- infer; nothing imports upward
-FORBIDDEN = {"annotate": {"emo_train", "emo_infer"}, "train": {"emo_infer"}, "infer": set()}
+# DESIGN.md: annotate <- train <- infer, annotate <- eval (infer for its benchmark); nothing imports upward
+FORBIDDEN = {"annotate": {"emo_train", "emo_infer", "emo_eval"}, "train": {"emo_infer", "emo_eval"}, "infer": {"emo_eval"},
+             "eval": set()}
 
 
 @pytest.mark.parametrize("package", sorted(FORBIDDEN))

@@ -16,6 +16,7 @@ from emo_annotate.media import AUDIO_RATE, encode_wav
 from emo_annotate.synth import SynthConfig, TalkingHead, load_identity, load_truth, render_video, synth_recording
 from emo_annotate.synth.measure import agreement, annotate_rendering, mouth_seen
 from emo_annotate.synth.loudness import LoudnessConfig, mouth_opening
+from emo_annotate.synth.head import applied_rotation
 from emo_annotate.synth.motion import FigureEight, Segment, SpeedProfile, follow, trajectory_speed
 
 FPS = 25.0
@@ -71,7 +72,8 @@ def test_annotated_roll_and_yaw_follow_ground_truth(measured):
 
 def test_annotated_speed_per_segment(measured):
     speed = measured[2]["speed"]
-    assert {k: v["true"] for k, v in speed.items()} == pytest.approx({"still": 0.0, "slow": 15.0, "fast": 50.0}, abs=0.01)
+    # the truth by the annotator's definition (a chord over two frames) is the profile within 1 %
+    assert {k: v["true"] for k, v in speed.items()} == pytest.approx({"still": 0.0, "slow": 15.0, "fast": 50.0}, rel=0.01)
     still, slow, fast = (speed[k]["measured"] for k in ("still", "slow", "fast"))
     assert still < 8.0  # MediaPipe jitter on a talking, unmoving head
     assert still + 4 < slow < fast
@@ -90,7 +92,7 @@ def test_json_matches_the_video_and_silence_keeps_the_mouth_shut(astronaut_head,
     opening = np.asarray(truth["per_frame"]["opening"])
     assert opening[:25].max() == 0.0 and opening[25:].max() == 1.0
     # the requested speed, by the annotator's definition, on every frame
-    np.testing.assert_allclose(truth["per_frame"]["speed"], 20.0, atol=1e-3)
+    np.testing.assert_allclose(truth["per_frame"]["speed"], 20.0, rtol=0.04)  # (chords: see below)
     assert json.loads(path.with_suffix(".json").read_text())["recording"] == {}
 
     # silent and still: every frame is the photo's frame (up to H.264)
@@ -108,7 +110,16 @@ def test_trajectory_speed_is_exactly_the_profile():
     assert all(a.label != b.label for a, b in zip(profile.segments, profile.segments[1:]))
     steps = profile.step_speeds(300, FPS)
     _, angles = follow(FigureEight(yaw=12, roll=12, pitch=5), steps, FPS, phase=2.0, direction=-1)
-    np.testing.assert_allclose(trajectory_speed(angles, FPS)[1:], steps, atol=1e-3)
+    rotations = applied_rotation(*angles.T)
+    turned = np.degrees((rotations[:-1].inv() * rotations[1:]).magnitude()) * FPS  # (T-1,) per step
+    np.testing.assert_allclose(turned, steps, atol=1e-3)
+    # the JSON's speed is the annotator's central difference, the chord over two steps: where the
+    # profile holds it is the profile on the straight parts of the path and up to 7 % less where
+    # the path turns fast (the ends of the eight at 50 deg/s), 1 % less on average
+    speed, held = trajectory_speed(angles, FPS)[1:-1], np.diff(steps) == 0
+    np.testing.assert_allclose(speed[held], steps[1:][held], rtol=0.07, atol=1e-3)
+    assert np.all(speed[held] <= steps[1:][held] + 1e-3)
+    assert speed[held].sum() == pytest.approx(steps[1:][held].sum(), rel=0.01)
     assert np.abs(angles).max(0) == pytest.approx([12, 5, 12], abs=0.05)
 
 

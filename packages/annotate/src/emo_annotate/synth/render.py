@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +56,10 @@ class SynthConfig:
     """Raised-cosine change of speed between segments."""
     crf: int = 18
     """H.264 constant rate factor."""
+    grain: float = 3.0
+    """Sensor noise, sigma in grey levels, new in every frame (seeded by the file name), in blocks
+    of size / 128 pixels: a camera never shows one picture twice, and the annotator takes a
+    repeated picture for a stall."""
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -124,11 +129,12 @@ def render_video(
     json_out = out.with_suffix(".json")
     json_tmp = out.with_name(f".{out.stem}.partial.json")
     drawn = np.zeros(frames)
+    grain = np.random.default_rng(zlib.crc32(out.name.encode()))
     try:
         with VideoWriter(video_tmp, fps, audio=audio, audio_rate=AUDIO_RATE, crf=cfg.crf) as writer:
             for t in range(frames):
                 rgb, drawn[t] = head.frame(opening[t], angles[t])
-                writer.add(rgb)
+                writer.add(_with_grain(rgb, grain, cfg.grain))
         truth = {
             "format": "emo-annotate synth ground truth v1",
             "annotator_version": __version__,
@@ -147,8 +153,8 @@ def render_video(
             "mouth": {"gap_px_at_opening_1": round(head.mouth.jaw_drop, 4), "reference_dbfs": reference},
             "pose_convention": "yaw, pitch, roll in degrees as emo_annotate.pose (intrinsic YXZ; +yaw face to "
             "image right, +pitch chin up, +roll counter-clockwise); absolute = applied rotation after the photo's "
-            "own pose (the annotator's fit on the photo's landmarks); speed = geodesic angle between consecutive "
-            "rotations x fps (deg/s), frame 0 takes frame 1's",
+            "own pose (the annotator's fit on the photo's landmarks); speed = geodesic angle between the "
+            "rotations of frames t-1 and t+1 over 2 / fps (deg/s), the first and last frames use their one neighbour",
             **(extra or {}),
             "per_frame": {
                 "opening": _rounded(drawn, 6),
@@ -182,3 +188,16 @@ def load_truth(path: Path) -> dict:
     truth = json.loads(Path(path).with_suffix(".json").read_text())
     truth["per_frame"] = {k: np.asarray(v) for k, v in truth["per_frame"].items()}
     return truth
+
+
+def _with_grain(rgb: np.ndarray, rng: np.random.Generator, sigma: float) -> np.ndarray:
+    """(h, w, 3) uint8 with grey sensor noise of `sigma` grey levels added (see SynthConfig.grain)."""
+    if sigma <= 0:
+        return rgb
+    h, w = rgb.shape[:2]
+    # in blocks, as a camera's noise after demosaicing: H.264 keeps it, where it smooths away
+    # most pixel-wise noise of this strength
+    block = max(1, round(h / 128))
+    noise = rng.normal(0.0, sigma, (-(-h // block), -(-w // block), 1)).astype(np.float32)
+    noise = noise.repeat(block, 0).repeat(block, 1)[:h, :w]
+    return np.clip(rgb + noise, 0, 255).astype(np.uint8)
