@@ -24,6 +24,7 @@ from .errors import RunError
 from .layout import LOCK_NAME, TMP_SUFFIX, OutputLayout, write_json_atomic
 from . import __version__
 from .progress import RunProgress
+from .ray_env import init_ray
 from .units import Unit, discover_videos, extend_plan
 
 
@@ -155,31 +156,12 @@ def _run_units(pending: list[Unit], input_dir: Path, layout: OutputLayout, cfg: 
 
     started_here = not ray.is_initialized()
     if started_here:
-        _init_ray(run_cfg)
+        init_ray(run_cfg.address, run_cfg.num_workers)
     try:
         return Driver(layout, input_dir, cfg, run_cfg, pending, progress).run()
     finally:
         if started_here:
             ray.shutdown()
-
-
-def _init_ray(run_cfg: RunConfig) -> None:
-    import ray
-
-    # `uv run` would otherwise make Ray start every worker through `uv run` with the working dir
-    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    if run_cfg.address:
-        ray.init(address=run_cfg.address, log_to_driver=False, logging_level="ERROR")
-    else:
-        ray.init(
-            address="local",  # a Ray of its own, never a cluster someone else started on this machine
-            num_cpus=max(1, run_cfg.num_workers),
-            include_dashboard=False,
-            log_to_driver=False,
-            logging_level="ERROR",
-            object_store_memory=256 * 1024 * 1024,
-        )
 
 
 def library_versions() -> dict:
