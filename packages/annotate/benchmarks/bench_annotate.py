@@ -1,14 +1,23 @@
-"""Annotator throughput and memory on 720p talking-head video (a script, not a test).
+"""Annotator throughput, scaling and memory on talking-head video (a script, not a test).
 
-Measured in one run, on the same file:
-  decode            PyAV decode + constant-fps resampling, frames as YUV planes (no conversion)
-  decode+landmarks  the annotator's first pass: decode, downscale, face detection + face mesh
-  annotator         everything: both passes, crop, H.264 encode, pose, speed, mel, sample bytes
-the same three on a BT.601 full-range copy (every stored crop is colour-converted), then the Ray
-runner with 1 and 2 workers over several copies, and the peak memory of a worker on a 60 s 720p
-video.
+Every ratio is against a reference measured in the same run on the same machine:
 
-    uv run python packages/annotate/benchmarks/bench_annotate.py [--out bench_out] [--quick]
+  cli         the whole CLI (`emo-annotate run`, local Ray started, 2 workers) on 6 copies of a 60 s
+              720p talking head, against the floor: two processes, each decoding every source frame
+              of 3 of the videos and running MediaPipe's face mesh on it (process start included on
+              both sides). Per-stage worker seconds come from the run's progress.json; "without the
+              H.264 encode" takes the encoder's seconds (per worker) off the CLI's wall time.
+  stages      in one process on a 20 s 720p video: decode alone, the floor (decode + RGB + face mesh
+              on every source frame) and the whole annotator, with its per-stage costs
+  full_range  `stages` on a BT.601 full-range copy (every stored crop is colour-converted)
+  scaling     the CLI with 1 and 2 workers on 4 copies of the 20 s video, and the fixed start-up cost
+  memory      peak RSS of a fresh process annotating 1 minute and 1 hour (--long-seconds) of the same talking head
+              (carphone, 176x144, 128 px crops: the length is what matters, not the resolution)
+
+    uv run python packages/annotate/benchmarks/bench_annotate.py [--parts cli,stages,...] [--out bench_out] [--quick]
+
+Prints a table per part and writes OUT/report.json. Heavy: `cli` about 5 minutes and `memory`
+about 10 on a quiet 2-core machine; run parts separately with --parts.
 """
 
 from __future__ import annotations
@@ -28,15 +37,14 @@ import cv2
 import numpy as np
 
 from emo_annotate import samples
-from emo_annotate.config import AnnotateConfig, RunConfig
-from emo_annotate.landmarks import make_detector
-from emo_annotate.media import iter_frames, probe, to_rgb, to_yuv420, write_video
+from emo_annotate.config import AnnotateConfig
+from emo_annotate.media import probe, to_yuv420, write_video
 from emo_annotate.pipeline import Annotator
-from emo_annotate.runner import run
 
 FPS = 25.0
 
 
+# -- inputs -------------------------------------------------------------------------------------
 def make_720p_talking_head(path: Path, seconds: float) -> Path:
     """The real carphone talking head, upscaled into a 1280x720 frame, played back and forth."""
     if path.exists():
@@ -56,6 +64,19 @@ def make_720p_talking_head(path: Path, seconds: float) -> Path:
             yield canvas
 
     write_video(path, frames_720p(), fps, audio=samples.synth_speech(n / fps), crf=20)
+    return path
+
+
+def make_small_talking_head(path: Path, seconds: float) -> Path:
+    """The carphone talking head at its own 176x144, played back and forth, with speech."""
+    if path.exists():
+        return path
+    with av.open(str(samples.carphone_path())) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    cycle = frames + frames[::-1]
+    n = int(seconds * FPS)
+    speech = np.concatenate([samples.synth_speech(60.0, seed=i) for i in range(int(np.ceil(seconds / 60)))])[: int(seconds * 16000)]
+    write_video(path, (cycle[i % len(cycle)] for i in range(n)), FPS, audio=speech)
     return path
 
 
@@ -84,123 +105,212 @@ def full_range_bt601_copy(path: Path, out: Path) -> Path:
     return out
 
 
-def rate(frames: int, seconds: float) -> float:
-    return frames / seconds if seconds > 0 else float("nan")
+def copies(video: Path, directory: Path, n: int) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        target = directory / f"talk_{i}.mp4"
+        if not target.exists():
+            shutil.copy(video, target)
+    return directory
 
 
-def bench_stages(path: Path, cfg: AnnotateConfig) -> dict:
-    t = time.perf_counter()
-    n = sum(1 for _, frame in iter_frames(path, FPS) if to_yuv420(frame))
-    decode = rate(n, time.perf_counter() - t)
+# -- the floor: decode every source frame + face mesh ---------------------------------------------
+def floor_pass(paths: list[Path]) -> int:
+    """Decode every source frame (one thread), convert it to RGB (one swscale context) and run
+    MediaPipe's face mesh (video mode) on it; returns the frames."""
+    import mediapipe as mp
+    from av.video.reformatter import VideoReformatter
 
-    detector = make_detector(cfg.landmarks)
-    width = probe(path).width
-    t = time.perf_counter()
+    mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=False, max_num_faces=1, refine_landmarks=False)
+    reformatter = VideoReformatter()
     n = 0
-    for _, frame in iter_frames(path, FPS):
-        rgb = to_rgb(frame, cfg.detect_max_side)
-        detector.detect(rgb, width / rgb.shape[1])
-        n += 1
-    landmarks = rate(n, time.perf_counter() - t)
-    detector.close()
+    for path in paths:
+        mesh.reset()
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.codec_context.thread_count = 1
+            for frame in container.decode(stream):
+                mesh.process(reformatter.reformat(frame, format="rgb24").to_ndarray())
+                n += 1
+    return n
 
-    annotator = Annotator(cfg)
-    frames = []
+
+def floor_processes(paths: list[Path], processes: int = 2) -> dict:
+    """`processes` fresh processes share the videos; wall time from launch to the last exit."""
+    groups = [paths[i::processes] for i in range(processes)]
     t = time.perf_counter()
-    outcome = annotator.annotate(path, "bench", path.name, lambda s: frames.append(json.loads(s["json"])["frames"]))
-    whole = rate(n, time.perf_counter() - t)
+    procs = [subprocess.Popen([sys.executable, __file__, "--floor-worker", *map(str, g)], stdout=subprocess.PIPE, text=True,
+                              stderr=subprocess.DEVNULL) for g in groups]
+    frames = sum(int(p.communicate()[0].strip().splitlines()[-1]) for p in procs)
+    return {"seconds": time.perf_counter() - t, "source_frames": frames}
+
+
+# -- parts --------------------------------------------------------------------------------------
+def bench_cli(video: Path, work: Path, n: int) -> dict:
+    inputs = copies(video, work / "cli_in", n)
+    paths = sorted(inputs.glob("*.mp4"))
+    out = work / "cli_out"
+    floor = floor_processes(paths)
+    run = run_cli(inputs, out, workers=2)
+    floor_again = floor_processes(paths)  # the machine's load drifts: the floor before and after
+    floor_s = (floor["seconds"] + floor_again["seconds"]) / 2
+    stages = run["progress"]["worker_stage_seconds"]
+    frames = run["frames"]
+    encode_per_worker = stages["encode"] / 2
     return {
-        "frames": n,
-        "clips": outcome.clips,
-        "clip_frames": int(sum(frames)),
-        "decode_fps": round(decode, 1),
-        "decode_landmarks_fps": round(landmarks, 1),
-        "annotator_fps": round(whole, 1),
-        "annotator_vs_decode_landmarks": round(whole / landmarks, 3),
+        "videos": n, "source_frames": floor["source_frames"], "output_frames": frames, "clips": run["clips"],
+        "floor_seconds": [round(floor["seconds"], 1), round(floor_again["seconds"], 1)],
+        "cli_seconds": round(run["seconds"], 1),
+        "ratio": round(floor_s / run["seconds"], 3),
+        "ratio_without_h264_encode": round(floor_s / (run["seconds"] - encode_per_worker), 3),
+        "worker_ms_per_frame": {k: round(1000 * v / frames, 2) for k, v in stages.items()},
+        "worker_seconds_total": round(sum(stages.values()), 1),
+        "start_and_rest_seconds": round(run["seconds"] - sum(stages.values()) / 2, 1),
+        "peak_worker_rss_mb": run["progress"]["peak_worker_rss_mb"],
+        "driver_peak_rss_mb": run["summary"]["driver_peak_rss_mb"],
     }
 
 
-def bench_scaling(video: Path, work: Path, copies: int, cfg: AnnotateConfig) -> dict:
-    inputs = work / "scaling_in"
-    inputs.mkdir(parents=True, exist_ok=True)
-    for i in range(copies):
-        target = inputs / f"talk_{i}.mp4"
-        if not target.exists():
-            shutil.copy(video, target)
-    frames = copies * sum(1 for _ in iter_frames(video, FPS))
-    result = {"videos": copies, "frames": frames}
+def run_cli(inputs: Path, out: Path, workers: int, *extra: str) -> dict:
+    shutil.rmtree(out, ignore_errors=True)
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "emo_annotate.cli", "run", str(inputs), str(out), "--num-workers", str(workers),
+                    "--quiet", *extra], check=True, stdout=subprocess.DEVNULL)
+    seconds = time.perf_counter() - t
+    progress = json.loads((out / "progress.json").read_text())
+    frames = round(progress["hours_of_video"] * 3600 * FPS)
+    return {"seconds": seconds, "progress": progress, "summary": progress["summary"], "frames": frames, "clips": progress["clips"]}
+
+
+def bench_stages(path: Path, cfg: AnnotateConfig) -> dict:
+    cv2.setNumThreads(1)
+    t = time.perf_counter()
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.codec_context.thread_count = 1
+        source_frames = sum(1 for frame in container.decode(stream) if to_yuv420(frame))
+    decode = time.perf_counter() - t
+    t = time.perf_counter()
+    floor_pass([path])
+    floor = time.perf_counter() - t
+    annotator = Annotator(cfg, threads=1)
+    annotator.annotate(path, "warm", path.name, lambda s: None)  # models warm, as in a worker
+    annotator.times = type(annotator.times)()
+    t = time.perf_counter()
+    outcome = annotator.annotate(path, "bench", path.name, lambda s: None)
+    whole = time.perf_counter() - t
+    frames = outcome.frames
+    return {
+        "source_frames": source_frames, "output_frames": frames, "clips": outcome.clips,
+        "decode_s": round(decode, 2), "floor_s": round(floor, 2), "annotator_s": round(whole, 2),
+        "annotator_vs_floor": round(floor / whole, 3),
+        "annotator_vs_floor_without_h264_encode": round(floor / (whole - annotator.times.seconds["encode"]), 3),
+        "ms_per_output_frame": {k: round(1000 * v / frames, 2) for k, v in annotator.times.seconds.items()},
+        "floor_ms_per_source_frame": round(1000 * floor / source_frames, 2),
+        "detector_share_of_frames": round(annotator.tracker.checks / max(1, annotator.tracker.frames), 3),
+    }
+
+
+def bench_scaling(video: Path, work: Path, n: int) -> dict:
+    inputs = copies(video, work / "scaling_in", n)
+    result = {"videos": n}
     for workers in (1, 2):
-        out = work / f"scaling_out_{workers}"
-        shutil.rmtree(out, ignore_errors=True)
-        t = time.perf_counter()
-        summary = run(inputs, out, cfg, RunConfig(num_workers=workers, progress=False))
-        seconds = time.perf_counter() - t
-        result[f"workers_{workers}"] = {"seconds": round(seconds, 1), "fps": round(rate(frames, seconds), 1),
-                                        "clips": summary["clips"], "peak_rss_mb": summary["worker_peak_rss_mb"]}
-    result["speedup_1_to_2"] = round(result["workers_2"]["fps"] / result["workers_1"]["fps"], 3)
-    # the fixed cost inside those times: local Ray start plus actors with their models loaded
+        run = run_cli(inputs, work / f"scaling_out_{workers}", workers)
+        stages = sum(run["progress"]["worker_stage_seconds"].values())
+        result[f"workers_{workers}"] = {"seconds": round(run["seconds"], 1), "frames_per_s": round(run["frames"] / run["seconds"], 1),
+                                        "worker_busy_seconds": round(stages, 1), "clips": run["clips"]}
+    result["speedup_1_to_2"] = round(result["workers_1"]["seconds"] / result["workers_2"]["seconds"], 3)
     for workers in (1, 2):
-        start = startup_seconds(cfg, workers)
-        result[f"startup_seconds_{workers}_workers"] = round(start, 1)
-    result["speedup_1_to_2_without_startup"] = round(
-        rate(frames, result["workers_2"]["seconds"] - result["startup_seconds_2_workers"])
-        / rate(frames, result["workers_1"]["seconds"] - result["startup_seconds_1_workers"]),
-        3,
-    )
+        result[f"startup_seconds_{workers}_workers"] = round(startup_seconds(workers), 1)
+    without = [result[f"workers_{w}"]["seconds"] - result[f"startup_seconds_{w}_workers"] for w in (1, 2)]
+    result["speedup_1_to_2_without_startup"] = round(without[0] / without[1], 3)
     return result
 
 
-def startup_seconds(cfg: AnnotateConfig, workers: int) -> float:
+def startup_seconds(workers: int) -> float:
     """Seconds from nothing to `workers` actors ready (Ray started, models loaded)."""
-    import ray
-
-    from emo_annotate.runner import UnitWorker, _init_ray
-
-    t = time.perf_counter()
-    _init_ray(RunConfig(num_workers=workers))
-    try:
-        actor = ray.remote(num_cpus=1)(UnitWorker)
-        ray.get([actor.remote(cfg.to_dict(), ".", ".").pid.remote() for _ in range(workers)])
-        return time.perf_counter() - t
-    finally:
-        ray.shutdown()
-
-
-def peak_memory(video: Path) -> dict:
-    """Peak RSS of a fresh process annotating the whole video (models included)."""
     code = (
-        "import resource, sys; from pathlib import Path\n"
-        "from emo_annotate.config import AnnotateConfig\nfrom emo_annotate.pipeline import Annotator\n"
-        "Annotator(AnnotateConfig()).annotate(Path(sys.argv[1]), 'm', 'm.mp4', lambda s: None)\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
+        "import time, sys; t = time.perf_counter()\n"
+        "import ray\nfrom emo_annotate.config import AnnotateConfig\n"
+        "from emo_annotate.ray_env import init_ray\nfrom emo_annotate.driver import UnitWorker\n"
+        f"init_ray(num_cpus={workers})\n"
+        "actor = ray.remote(num_cpus=1)(UnitWorker)\n"
+        f"ray.get([actor.remote(AnnotateConfig().to_dict(), '.', '.').ready.remote() for _ in range({workers})])\n"
+        "print(time.perf_counter() - t)\nray.shutdown()\n"
     )
-    out = subprocess.run([sys.executable, "-c", code, str(video)], capture_output=True, text=True, check=True)
-    return {"video_seconds": round(probe(video).duration_s, 1), "peak_rss_mb": round(float(out.stdout.strip().splitlines()[-1]), 1)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def bench_memory(work: Path, long_seconds: float) -> dict:
+    result = {}
+    for seconds in (60.0, long_seconds):
+        video = make_small_talking_head(work / f"talk176_{int(seconds)}s.mp4", seconds)
+        code = (
+            "import resource, sys, time; from pathlib import Path\n"
+            "from emo_annotate.config import AnnotateConfig\nfrom emo_annotate.pipeline import Annotator\n"
+            "a = Annotator(AnnotateConfig(size=128), threads=1); t = time.perf_counter()\n"
+            "o = a.annotate(Path(sys.argv[1]), 'm', 'm.mp4', lambda s: None)\n"
+            "print(o.clips, o.frames, a.peak_kept_frames, time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
+        )
+        out = subprocess.run([sys.executable, "-c", code, str(video)], capture_output=True, text=True, check=True)
+        clips, frames, kept, took, rss = out.stdout.strip().splitlines()[-1].split()
+        result[f"{int(seconds)}s"] = {"frames": int(frames), "clips": int(clips), "peak_kept_frames": int(kept),
+                                      "seconds": round(float(took), 1), "peak_rss_mb": round(float(rss), 1)}
+    return result
+
+
+# -- report -------------------------------------------------------------------------------------
+def table(title: str, rows: list[tuple]) -> str:
+    width = max(len(str(r[0])) for r in rows)
+    return "\n".join([title, *(f"  {str(k):<{width}}  {v}" for k, v in rows)])
+
+
+def print_part(name: str, result: dict) -> None:
+    rows = []
+    for key, value in result.items():
+        if isinstance(value, dict):
+            rows.append((key, ", ".join(f"{k} {v}" for k, v in value.items())))
+        else:
+            rows.append((key, value))
+    print(table(f"[{name}]", rows), flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("bench_out"))
     parser.add_argument("--quick", action="store_true", help="short videos (a smoke run, not for BENCHMARKS.md)")
-    parser.add_argument("--parts", default="stages,full_range,scaling,memory", help="comma-separated subset to run")
+    parser.add_argument("--parts", default="cli,stages,scaling,memory", help="comma-separated: cli,stages,full_range,scaling,memory")
+    parser.add_argument("--long-seconds", type=float, default=3600.0, help="length of the long video of `memory`")
+    parser.add_argument("--floor-worker", nargs="+", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.floor_worker:
+        print(floor_pass(args.floor_worker))
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     cfg = AnnotateConfig()
     short = make_720p_talking_head(args.out / f"talk720_{4 if args.quick else 20}s.mp4", 4 if args.quick else 20)
-    long = make_720p_talking_head(args.out / f"talk720_{8 if args.quick else 60}s.mp4", 8 if args.quick else 60)
-    parts = set(args.parts.split(","))
+    parts = args.parts.split(",")
     report = {"machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-                          "python": platform.python_version()}}
-    if "stages" in parts:
-        report["stages_720p"] = bench_stages(short, cfg)
-    if "full_range" in parts:  # a BT.601 full-range source: every crop is colour-converted
-        report["stages_720p_bt601_full_range"] = bench_stages(full_range_bt601_copy(short, args.out / "talk720_601_full.mp4"), cfg)
-    if "scaling" in parts:
-        report["scaling"] = bench_scaling(short, args.out, 2 if args.quick else 4, cfg)
-    if "memory" in parts:
-        report["memory"] = peak_memory(long)
-    print(json.dumps(report, indent=2))
-    (args.out / "report.json").write_text(json.dumps(report, indent=2))
+                          "python": platform.python_version(), "load_average_at_start": os.getloadavg()}}
+    print_part("machine", report["machine"])
+    for part in parts:
+        if part == "cli":
+            minute = make_720p_talking_head(args.out / f"talk720_{8 if args.quick else 60}s.mp4", 8 if args.quick else 60)
+            report[part] = bench_cli(minute, args.out / ("cli_quick" if args.quick else "cli"), 2 if args.quick else 6)
+        elif part == "stages":
+            report[part] = bench_stages(short, cfg)
+        elif part == "full_range":  # a BT.601 full-range source: every crop is colour-converted
+            report[part] = bench_stages(full_range_bt601_copy(short, args.out / "talk720_601_full.mp4"), cfg)
+        elif part == "scaling":
+            report[part] = bench_scaling(short, args.out, 2 if args.quick else 4)
+        elif part == "memory":
+            report[part] = bench_memory(args.out, 120.0 if args.quick else args.long_seconds)
+        else:
+            parser.error(f"unknown part {part!r}")
+        report[part]["load_average_after"] = os.getloadavg()
+        print_part(part, report[part])
+        (args.out / "report.json").write_text(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

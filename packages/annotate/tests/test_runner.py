@@ -95,11 +95,11 @@ def test_every_bad_input_gets_a_status_row_and_good_clips_survive(annotated):
 
 def test_rerun_skips_finished_work_and_changes_nothing(annotated):
     inputs, out, _, summary = annotated
-    before = tree_digest(out, skip={"index.parquet", "manifest.json", "run.lock"})
+    before = tree_digest(out, skip={"index.parquet", "manifest.json", "run.lock", "progress.json"})
     again = run(inputs, out, AnnotateConfig(videos_per_task=3, shard_size=2), RunConfig(num_workers=2, progress=False))
     assert again["units_skipped_as_done"] == again["units"]
     assert again["clips"] == summary["clips"]
-    assert tree_digest(out, skip={"index.parquet", "manifest.json", "run.lock"}) == before
+    assert tree_digest(out, skip={"index.parquet", "manifest.json", "run.lock", "progress.json"}) == before
 
 
 def test_other_config_into_same_output_is_refused_untouched(annotated):

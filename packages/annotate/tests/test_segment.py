@@ -10,7 +10,7 @@ from emo_annotate.pipeline import Observations, fill_missing_landmarks
 from emo_annotate.pose import canonical_face_model, clip_pose
 from emo_annotate.segment import (
     FROZEN, JUMP_CUT, LOW_PICTURE_RATE, NO_AUDIO, NO_FACE, SCENE_CUT, SEVERAL_FACES, SMALL_FACE, SPLIT_LONG,
-    SPLIT_SMALL_FACE, TRACK_JUMP, VIDEO_END, VIDEO_START, FrameSignals, find_clips,
+    SPLIT_SMALL_FACE, TRACK_JUMP, VIDEO_END, VIDEO_START, ClipCutter, FrameSignals, find_clips,
 )
 
 CFG = ClipConfig(min_frames=16, max_seconds=2.0)
@@ -51,10 +51,59 @@ def test_one_continuous_face_is_one_clip():
     assert (cut.spans[0].start_reason, cut.spans[0].end_reason) == (VIDEO_START, VIDEO_END)
 
 
-def test_long_tracks_split_evenly_under_max_length():
-    result, cut = spans([1] * 120)  # 50 frames max at 25 fps x 2 s
-    assert result == [(0, 40), (40, 80), (80, 120)]
+def test_long_tracks_split_under_max_length_as_they_go():
+    """50 frames max at 25 fps x 2 s: a track up to max + min_frames frames is halved evenly; a
+    longer one gives pieces of 50 while it lasts (decided without knowing its end) and what is
+    left, at least min_frames, is shared by the last one or two pieces."""
+    result, cut = spans([1] * 60)
+    assert result == [(0, 30), (30, 60)]
+    result, cut = spans([1] * 120)
+    assert result == [(0, 50), (50, 100), (100, 120)]
     assert [s.end_reason for s in cut.spans] == [SPLIT_LONG, SPLIT_LONG, VIDEO_END]
+    assert [s.start_reason for s in cut.spans] == [VIDEO_START, SPLIT_LONG, SPLIT_LONG]
+    result, _ = spans([1] * 160)
+    assert result == [(0, 50), (50, 100), (100, 130), (130, 160)]
+    for n in range(16, 400, 7):
+        lengths = [b - a for a, b in spans([1] * n)[0]]
+        assert sum(lengths) == n and min(lengths) >= CFG.min_frames and max(lengths) <= 50, (n, lengths)
+
+
+def busy_signals(n: int, seed: int) -> FrameSignals:
+    """A long video with every kind of event at random places."""
+    rng = np.random.default_rng(seed)
+    counts = np.ones(n, int)
+    for _ in range(n // 60):
+        t = int(rng.integers(0, n - 8))
+        counts[t : t + int(rng.integers(1, 8))] = rng.choice([0, 2])
+    events = {k: sorted(rng.choice(n, size=n // 150, replace=False).tolist()) for k in ("cut", "jump", "step")}
+    still = [(int(t), int(t + rng.integers(1, 12))) for t in rng.choice(n - 12, size=n // 100, replace=False)]
+    sig = signals(counts.tolist(), cut_at=events["cut"], jump_at=events["jump"], step_at=events["step"], still=still,
+                  no_audio=[(int(t), int(t) + 3) for t in rng.choice(n - 3, size=n // 300, replace=False)], slide=0.2)
+    sig.kept = rng.random(n) > 0.002
+    return sig
+
+
+def test_deciding_frame_by_frame_equals_deciding_the_whole_video_at_once():
+    """The cutter decides frames in batches with a bounded look-ahead and look-back; on a video
+    full of events that gives exactly what one decision over all frames gives."""
+    for seed in range(3):
+        sig = busy_signals(1500, seed)
+        results = []
+        for batch in (1, 16, 10**9):  # 10**9: nothing is decided before the end
+            cutter = ClipCutter(25.0, CFG, (1280, 720))
+            cutter.BATCH = batch
+            lag = 0
+            for t in range(len(sig)):
+                cutter.push(int(sig.face_counts[t]), sig.boxes[t], sig.histograms[t], float(sig.landmark_steps[t]),
+                            bool(sig.fresh[t]), float(sig.audio_coverage[t]), bool(sig.kept[t]))
+                lag = max(lag, cutter.n - cutter.horizon)
+            cutter.finish()
+            seg = cutter.result()
+            results.append((seg.spans, seg.dropped, seg.reason))
+            if batch == 16:  # what the caller must keep: one piece under construction and the look-ahead
+                assert lag <= cutter.max_frames + CFG.min_frames + 1 + cutter.lookahead + batch
+        assert results[0] == results[1] == results[2]
+        assert len(results[0][0]) > 10 and {d.reason.split(" (")[0] for d in results[0][1]} >= {FROZEN}
 
 
 def test_scene_cut_track_jump_and_jump_cut_end_clips_with_their_reason():

@@ -34,6 +34,7 @@ def run(
     shard_size: Annotated[int, typer.Option(help="Maximum clips per shard.", min=1)] = 100,
     videos_per_task: Annotated[int, typer.Option(help="Input videos per unit of work.", min=1)] = 4,
     max_clip_seconds: Annotated[float, typer.Option(help="Longer face tracks are split.", min=1)] = 10.0,
+    retries: Annotated[int, typer.Option(help="Times a video is retried after its worker died on it (then it is marked failed).", min=0)] = 2,
     no_landmarks: Annotated[bool, typer.Option("--no-landmarks", help="Do not store lmk.npy.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
@@ -62,7 +63,8 @@ def run(
         clip=dataclasses.replace(ClipConfig(), max_seconds=max_clip_seconds),
         wav2vec2=Wav2Vec2Config(model=audio_encoder) if audio_encoder else Wav2Vec2Config(),
     )
-    summary = run_annotation(input_dir, output_dir, cfg, RunConfig(address=address, num_workers=num_workers, progress=not quiet))
+    run_cfg = RunConfig(address=address, num_workers=num_workers, max_retries=retries, progress=not quiet)
+    summary = run_annotation(input_dir, output_dir, cfg, run_cfg)
     typer.echo(
         f"{summary['clips']} clips ({summary['hours'] * 60:.1f} min) in {output_dir}; "
         f"{summary['skipped_inputs']} inputs skipped, {summary['failed_inputs']} failed, "

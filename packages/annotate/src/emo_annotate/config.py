@@ -67,6 +67,10 @@ class ClipConfig:
     min_face_fraction: float = 0.3
     """Smallest median face side over crop side (crop_scale 2 gives 0.5 for a still face); a face
     moving across the frame widens the fixed crop, and such clips are halved or dropped."""
+    min_frame_face_fraction: float = 0.2
+    """Smallest face side over crop side on any frame of a clip (halved or dropped like above).
+    It also bounds what the one-pass annotator keeps of each frame while a clip is open: the
+    square of `face side / this` around the face, which then always holds the clip's crop."""
     jump_cut_min_step: float = 0.04
     """A jump cut moves the landmarks at least this far between two frames (median over the
     points, in face sides) ..."""
@@ -92,8 +96,14 @@ class AnnotateConfig:
     """Kind of `audio.npy`: log-mel (no weights needed) or wav2vec2 hidden states."""
     landmarks: LandmarkBackend = "mediapipe"
     """3D landmark backend: MediaPipe face mesh (468 points) or face-alignment's 3D FAN (68)."""
-    detect_max_side: int = 960
-    """Frames are downscaled to this long side before face detection (speed; None-like 0 = off)."""
+    detect_max_side: int = 1280
+    """Frames are downscaled to this long side before face detection (speed; 0 = off). 720p
+    sources are not scaled: converting them to RGB costs less than converting a smaller copy."""
+    detect_every: int = 4
+    """Inside a steady face track the full-range face detector checks one frame in this many (and
+    every frame where the face mesh loses or finds a face or jumps); 1 = every frame. 4 =
+    `clip.max_spurious_face_frames` + 1: a second face long enough to end a clip is always seen
+    (`tracking.FaceTracker`)."""
     crf: int = 18
     """H.264 constant rate factor of the stored clips."""
     x264_preset: str = "veryfast"
@@ -132,6 +142,8 @@ class RunConfig:
     num_workers: int = 2
     """Annotator actors (each holds its own models)."""
     max_retries: int = 2
-    """Times a unit of work is retried after its worker crashed."""
+    """Times a video is annotated again after its worker died on it (a crash, out of memory, a
+    lost node); then it gets a `failed` row and its unit goes on without it. A unit whose worker
+    died between videos, or whose own code failed, is retried as often before it is given up."""
     progress: bool = True
     """Show a progress bar."""

@@ -10,6 +10,11 @@ import pyarrow.parquet as pq
 
 from .layout import atomic_path
 
+STATUS_OK = "ok"
+STATUS_SKIPPED = "skipped"  # a readable input with nothing to train on
+STATUS_FAILED = "failed"  # an input that could not be processed
+STATUS_DROPPED = "dropped"  # a stretch of an input left out for a label problem (one row each)
+
 SCHEMA = pa.schema(
     [
         ("key", pa.string()),  # clip key (null for a video row)
@@ -75,11 +80,18 @@ def write_rows(path: Path, rows: list[dict]) -> None:
         pq.write_table(to_table(rows), tmp)
 
 
+def read_parts(parts: list[Path]) -> pa.Table:
+    """Unit index parts concatenated in unit order (read in parallel: a run has tens of thousands)."""
+    import pyarrow.dataset as ds  # the driver's only: it imports pandas, seconds a worker would not need
+
+    if not parts:
+        return SCHEMA.empty_table()
+    return ds.dataset([str(p) for p in sorted(parts)], schema=SCHEMA, format="parquet").to_table()
+
+
 def merge(parts: list[Path], extra_rows: list[dict], out: Path) -> pa.Table:
     """Concatenate unit index parts (in unit order) plus extra rows into `out`, atomically."""
-    tables = [pq.read_table(p, schema=SCHEMA) for p in sorted(parts)]
-    tables.append(to_table(extra_rows))
-    table = pa.concat_tables(tables)
+    table = pa.concat_tables([read_parts(parts), to_table(extra_rows)])
     with atomic_path(out) as tmp:
         pq.write_table(table, tmp)
     return table

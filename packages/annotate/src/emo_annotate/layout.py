@@ -6,14 +6,18 @@
       shards/UUUUU-PPP.tar   WebDataset shards of unit UUUUU, part PPP
       stats/UUUUU-PPP.json   per-shard stats, written after the shard: its commit marker
       units/UUUUU.parquet    the unit's index rows, written last: the unit's commit marker
+      progress.json          the run's progress, rewritten every few seconds while it runs
       run.lock               held (flock) by the run writing here; a second run is refused
+      tmp/UUUUU/             a unit's shards being written and which video it is annotating
 
-A file is written under a temporary name unique to the writer (`NAME.<random>.tmp`) in the same
-directory and renamed into place, so a reader never sees a partial file, a run killed at any
-moment leaves only files that are complete or invisibly temporary (removed when the unit is
-redone), and a stale attempt still writing beside a retried one can never rename the other's
-half-written file into place. A shard counts as committed when its stats file and its unit's
-index part both exist (`is_committed`): readers take only those.
+A file is written under a temporary name unique to the writer (`NAME.<random>.tmp`) and renamed
+into place: shards from the unit's own `tmp/UUUUU/` (removed when the unit commits or is redone),
+small files from next to their final name. So a reader never sees a partial file, a run killed at
+any moment leaves only files that are complete or invisibly temporary, and a stale attempt still
+writing beside a retried one can never rename the other's half-written file into place. A shard
+counts as committed when its stats file and its unit's index part both exist (`is_committed`):
+readers take only those. Redoing a unit touches only its own files (no directory listing), so
+the cost per unit does not grow with the number of units.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import fcntl
 import json
 import os
 import re
+import shutil
 import socket
 import time
 import uuid
@@ -32,6 +37,7 @@ from .errors import RunError
 
 TMP_SUFFIX = ".tmp"
 LOCK_NAME = "run.lock"
+IN_FLIGHT = "in_flight"  # in a unit's temporary folder: the index of the video being annotated
 SHARD_NAME = re.compile(r"^(\d{5,})-(\d{3,})$")  # unit (5+ digits) - part (3+ digits)
 
 
@@ -43,6 +49,8 @@ class OutputLayout:
         self.shards = self.root / "shards"
         self.stats = self.root / "stats"
         self.units = self.root / "units"
+        self.tmp = self.root / "tmp"
+        self.progress = self.root / "progress.json"
         self.lock = self.root / LOCK_NAME
 
     def create(self) -> None:
@@ -76,14 +84,45 @@ class OutputLayout:
         units = self.committed_units()
         return [p for p in self.shard_files() if is_committed(p.stem, stats, units)]
 
+    def unit_tmp(self, unit: int) -> Path:
+        """The unit's own folder for files being written."""
+        return self.tmp / f"{unit:05d}"
+
     def clear_unit(self, unit: int) -> None:
-        """Remove whatever an interrupted attempt at `unit` left behind."""
-        prefix = f"{unit:05d}-"
-        for d in (self.shards, self.stats):
-            for p in d.glob(prefix + "*"):
-                p.unlink(missing_ok=True)  # a stale attempt may remove its own files meanwhile
-        for p in self.units.glob(f"{unit:05d}.parquet*"):
-            p.unlink(missing_ok=True)
+        """Remove whatever an interrupted attempt at `unit` left behind: its committed parts
+        (numbered from 000 without gaps; two missing numbers in a row end the search), its index
+        part and its temporary folder (an attempt still writing there can no longer commit)."""
+        part, missing = 0, 0
+        while missing < 2:
+            name = self.shard_name(unit, part)
+            found = False
+            for path in (self.shard_path(name), self.stats_path(name)):
+                try:
+                    path.unlink()  # a stale attempt may remove its own files meanwhile
+                    found = True
+                except FileNotFoundError:
+                    pass
+            missing = 0 if found else missing + 1
+            part += 1
+        self.unit_path(unit).unlink(missing_ok=True)
+        shutil.rmtree(self.unit_tmp(unit), ignore_errors=True)
+
+    def mark_in_flight(self, unit: int, video: int | None) -> None:
+        """Record which of the unit's videos is being annotated, None between videos (read back
+        when the worker dies)."""
+        path = self.unit_tmp(unit) / IN_FLIGHT
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("-\n" if video is None else f"{video}\n")
+
+    def in_flight(self, unit: int) -> int | None:
+        """The video a dead attempt at `unit` was annotating (None: none, or between videos)."""
+        try:
+            return int((self.unit_tmp(unit) / IN_FLIGHT).read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def finish_unit(self, unit: int) -> None:
+        shutil.rmtree(self.unit_tmp(unit), ignore_errors=True)
 
     @contextmanager
     def exclusive(self):
@@ -112,6 +151,22 @@ class OutputLayout:
             os.close(fd)
 
 
+def running(layout: OutputLayout) -> str | None:
+    """Who holds the output directory's lock (a run writing it now), or None."""
+    if not layout.lock.exists():
+        return None
+    fd = os.open(layout.lock, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return os.pread(fd, 500, 0).decode(errors="replace").strip() or "another process"
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
 def shard_unit(name: str) -> int | None:
     """The unit number of a shard name `UUUUU-PPP` (None for another name)."""
     match = SHARD_NAME.match(name)
@@ -124,9 +179,9 @@ def is_committed(name: str, stats_names: set[str], committed_units: set[int]) ->
     return name in stats_names and shard_unit(name) in committed_units
 
 
-def temporary_name(path: Path) -> Path:
-    """A temporary path next to `path`, unique to this writer."""
-    return path.with_name(f"{path.name}.{uuid.uuid4().hex[:12]}{TMP_SUFFIX}")
+def temporary_name(path: Path, directory: Path | None = None) -> Path:
+    """A temporary path next to `path` (or in `directory`), unique to this writer."""
+    return (directory or path.parent) / f"{path.name}.{uuid.uuid4().hex[:12]}{TMP_SUFFIX}"
 
 
 @contextmanager

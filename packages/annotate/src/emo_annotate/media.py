@@ -11,6 +11,9 @@ BT.601 limited). Audio chunks are placed by their own timestamps on the clock of
 from __future__ import annotations
 
 import io
+import os
+import tempfile
+import threading
 import wave
 from fractions import Fraction
 from dataclasses import dataclass
@@ -18,8 +21,9 @@ from pathlib import Path
 from typing import Iterator
 
 import av
+import cv2
 import numpy as np
-from av.video.reformatter import Interpolation
+from av.video.reformatter import Interpolation, VideoReformatter
 
 from .errors import MediaError
 
@@ -74,6 +78,19 @@ def _sws_stored() -> dict:
     return {"dst_colorspace": _SWS_MATRIX[STORED_COLOUR.matrix], "dst_color_range": "JPEG" if STORED_COLOUR.full_range else "MPEG"}
 
 
+_local = threading.local()
+
+
+def _reformat(frame: av.VideoFrame, **options) -> av.VideoFrame:
+    """`frame.reformat(**options)` through one reformatter per thread: it keeps its swscale context
+    from frame to frame (PyAV's `frame.reformat` builds and frees one for every frame, which costs
+    more than the conversion itself)."""
+    reformatter = getattr(_local, "reformatter", None)
+    if reformatter is None:
+        reformatter = _local.reformatter = VideoReformatter()
+    return reformatter.reformat(frame, **options)
+
+
 def tag_stored_colour(frame: av.VideoFrame) -> av.VideoFrame:
     for name, value in STORED_COLOUR_TAGS.items():
         setattr(frame, name, value)
@@ -83,7 +100,7 @@ def tag_stored_colour(frame: av.VideoFrame) -> av.VideoFrame:
 def rgb_to_stored_frame(rgb: np.ndarray) -> av.VideoFrame:
     """(h, w, 3) uint8 RGB (even sides) -> a yuv420p frame in the stored colour, tagged."""
     frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-    return tag_stored_colour(frame.reformat(format="yuv420p", interpolation=_ACCURATE, **_sws_stored()))
+    return tag_stored_colour(_reformat(frame, format="yuv420p", interpolation=_ACCURATE, **_sws_stored()))
 
 
 def convert_yuv420(planes: tuple[np.ndarray, np.ndarray, np.ndarray], source: Colour) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -94,7 +111,7 @@ def convert_yuv420(planes: tuple[np.ndarray, np.ndarray, np.ndarray], source: Co
     y, u, v = planes
     h, w = y.shape
     frame = av.VideoFrame.from_ndarray(np.concatenate([y, u.reshape(h // 4, w), v.reshape(h // 4, w)]), format="yuv420p")
-    out = frame.reformat(format="yuv420p", interpolation=_ACCURATE, threads=1, **_sws_source(source), **_sws_stored())
+    out = _reformat(frame, format="yuv420p", interpolation=_ACCURATE, threads=1, **_sws_source(source), **_sws_stored())
     return _planes(out)
 
 
@@ -261,16 +278,21 @@ def iter_frames(path: Path, fps: float, threads: int = 0) -> Iterator[tuple[int,
 
 def to_rgb(frame: av.VideoFrame, max_side: int = 0, picture: Picture | None = None) -> np.ndarray:
     """(h, w, 3) uint8 RGB as a viewer sees the frame: its own colour matrix and range, square
-    pixels, upright. `max_side` > 0 downscales so the long side is at most that; scaling, pixel
-    aspect and colour conversion are one swscale pass, then a quarter turn if the display matrix
-    asks for one. `picture` None reads everything but the pixel aspect from the frame itself."""
+    pixels, upright. `max_side` > 0 downscales so the long side is at most that. The colour
+    conversion runs at the coded size (swscale's unscaled path, several times faster than a
+    scaled one), then OpenCV resizes (pixel aspect, `max_side`), then a quarter turn if the
+    display matrix asks for one. `picture` None reads everything but the pixel aspect from the
+    frame itself."""
     picture = picture or Picture.of_frame(frame)
     w, h = picture.unrotated_size
-    interpolation = None
     if max_side and max(w, h) > max_side:
         s = max_side / max(w, h)
-        w, h, interpolation = max(2, round(w * s)), max(2, round(h * s)), "FAST_BILINEAR"
-    rgb = frame.to_ndarray(format="rgb24", width=w, height=h, interpolation=interpolation, **_sws_source(picture.colour))
+        w, h = max(2, round(w * s)), max(2, round(h * s))
+    rgb = _reformat(frame, format="rgb24", **_sws_source(picture.colour)).to_ndarray()
+    if rgb.shape[:2] != (h, w):
+        # linear is sharp and alias-free down to half size; area averaging beyond that
+        shrink = min(rgb.shape[1] / w, rgb.shape[0] / h)
+        rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA if shrink >= 2 else cv2.INTER_LINEAR)
     return upright(rgb, picture.rotation)
 
 
@@ -322,8 +344,8 @@ def to_yuv420(frame: av.VideoFrame, picture: Picture | None = None) -> tuple[tup
     picture = picture or Picture.of_frame(frame)
     if frame.format.name in ("yuv420p", "yuvj420p") and not (frame.width % 2 or frame.height % 2):
         return _planes(frame), picture.colour
-    converted = frame.reformat(width=frame.width // 2 * 2, height=frame.height // 2 * 2, format="yuv420p",
-                               interpolation=_ACCURATE, **_sws_source(picture.colour), **_sws_stored())
+    converted = _reformat(frame, width=frame.width // 2 * 2, height=frame.height // 2 * 2, format="yuv420p",
+                          interpolation=_ACCURATE, **_sws_source(picture.colour), **_sws_stored())
     return _planes(converted), STORED_COLOUR
 
 
@@ -334,34 +356,23 @@ def _planes(frame: av.VideoFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     )
 
 
-def crop_to_stored(frame: av.VideoFrame, picture: Picture, crop: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The square display-pixel `crop` (x0, y0, side) of a source frame as size x size Y, U, V
-    planes in the stored colour, upright and with square pixels: cut from the coded planes
-    (never converting the whole frame), resized, colour-converted, turned."""
-    from .crop import coded_rect, crop_rect_yuv420
-
-    planes, colour = to_yuv420(frame, picture)
-    rect = coded_rect(crop, picture.rotation, picture.sample_aspect, (planes[0].shape[1], planes[0].shape[0]))
-    cropped = crop_rect_yuv420(planes, rect, size, black_luma=0 if colour.full_range else 16)
-    cropped = convert_yuv420(cropped, colour)
-    return tuple(upright(plane, picture.rotation) for plane in cropped)
-
-
 # -- audio ----------------------------------------------------------------------------------------
 # Audio frames whose timestamp is further than this from where the previous frame ended start a
 # new stretch at their own time (a hole, an overlap, a jump); smaller jitter is absorbed.
 AUDIO_JITTER_S = 0.01
 
 
-@dataclass
-class AudioTrack:
-    """Decoded audio placed on the video's clock: sample i plays at `start_s + i / rate` of the
-    source. Stretches the source has no audio for (before the sound starts, holes, after it
-    ends) are zeros and are not listed in `covered`."""
+class PlacedAudio:
+    """Audio on the video's clock: sample i plays at `start_s + i / rate` of the source, zeros
+    where the source has no audio (before the sound starts, holes, after it ends); `covered`
+    lists the sorted, disjoint [start, stop) sample ranges decoded from the source."""
 
-    samples: np.ndarray  # (channels, n) float32
     rate: int
-    covered: list[tuple[int, int]]  # sorted, disjoint [start, stop) sample ranges decoded from the source
+    covered: list[tuple[int, int]]
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """(stop - start,) float32 mono samples, zeros outside the track."""
+        raise NotImplementedError
 
     def coverage(self, start: int, stop: int) -> float:
         """Share of the samples [start, stop) that were decoded from the source."""
@@ -370,13 +381,63 @@ class AudioTrack:
         real = sum(max(0, min(stop, b) - max(start, a)) for a, b in self.covered)
         return real / (stop - start)
 
-    def frame_coverage(self, num_frames: int, fps: float) -> np.ndarray:
-        """(num_frames,) coverage of each video frame's audio [k / fps, (k + 1) / fps)."""
-        edges = np.round(np.arange(num_frames + 1) / fps * self.rate).astype(np.int64)
+    def frame_coverage(self, num_frames: int, fps: float, first: int = 0) -> np.ndarray:
+        """(num_frames,) coverage of the audio [k / fps, (k + 1) / fps) of video frames
+        k = first, ..., first + num_frames - 1."""
+        edges = np.round(np.arange(first, first + num_frames + 1) / fps * self.rate).astype(np.int64)
         real = np.zeros(num_frames + 1)
         for a, b in self.covered:  # cumulative real samples up to each edge
-            real += np.clip(edges, a, b) - a
+            if b > edges[0] and a < edges[-1]:
+                real += np.clip(edges, a, b) - a
         return np.diff(real) / np.maximum(np.diff(edges), 1)
+
+
+@dataclass
+class AudioTrack(PlacedAudio):
+    """Placed audio held in memory (`samples`, (channels, n) float32)."""
+
+    samples: np.ndarray
+    rate: int
+    covered: list[tuple[int, int]]
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        return _window(self.samples[0], start, stop)
+
+
+class SpilledAudio(PlacedAudio):
+    """Placed mono float32 audio kept in an unnamed temporary file (gone when closed or when the
+    process dies), read back window by window: a recording of any length costs no memory."""
+
+    def __init__(self, file, length: int, rate: int, covered: list[tuple[int, int]]):
+        self._file = file
+        self.length = length
+        self.rate = rate
+        self.covered = covered
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        out = np.zeros(max(0, stop - start), np.float32)
+        lo, hi = max(start, 0), min(stop, self.length)
+        if hi > lo:
+            data = os.pread(self._file.fileno(), (hi - lo) * 4, lo * 4)
+            out[lo - start : lo - start + len(data) // 4] = np.frombuffer(data, "<f4")
+        return out
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> "SpilledAudio":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _window(samples: np.ndarray, start: int, stop: int) -> np.ndarray:
+    out = np.zeros(max(0, stop - start), np.float32)
+    lo, hi = max(start, 0), min(stop, len(samples))
+    if hi > lo:
+        out[lo - start : hi - start] = samples[lo:hi]
+    return out
 
 
 def read_audio(path: Path) -> np.ndarray:
@@ -406,7 +467,7 @@ def resample_audio(audio: np.ndarray, rate: int, to_rate: int, layout: str) -> n
 
 
 def decode_audio(path: Path, rate: int | None = None, layout: str | None = None, start_s: float | None = None) -> AudioTrack:
-    """The first audio stream placed by its own timestamps on the video's clock.
+    """The first audio stream placed by its own timestamps on the video's clock, in memory.
 
     Every decoded chunk goes where its timestamp says, relative to `start_s` (None: the first
     decodable video frame's time, or the first audio timestamp of a file without video). Runs of
@@ -414,6 +475,34 @@ def decode_audio(path: Path, rate: int | None = None, layout: str | None = None,
     from where the previous one ended (a hole, a jump, an overlap) starts a new run at its own
     place. Sound before `start_s` is dropped. `rate` / `layout` None keep the stream's own.
     """
+    placed: list[tuple[int, np.ndarray]] = []
+    rate, channels, covered, length = _decode_placed(path, rate, layout, start_s, lambda at, chunk: placed.append((at, chunk)))
+    samples = np.zeros((channels, length), np.float32)
+    for at, chunk in placed:  # in decoding order: a later run overwrites an overlap
+        samples[:, at : at + chunk.shape[1]] = chunk
+    return AudioTrack(samples, rate, covered)
+
+
+def decode_audio_spilled(path: Path, start_s: float | None = None, directory: Path | None = None) -> SpilledAudio:
+    """`decode_audio` as 16 kHz mono written chunk by chunk into an unnamed temporary file (in
+    `directory`, default the system's): memory stays that of one decoded chunk, whatever the length."""
+    file = tempfile.TemporaryFile(dir=directory)
+    try:
+        fd = file.fileno()
+        rate, _, covered, length = _decode_placed(
+            path, AUDIO_RATE, "mono", start_s, lambda at, chunk: os.pwrite(fd, chunk[0].astype("<f4").tobytes(), at * 4)
+        )
+        os.ftruncate(fd, length * 4)  # holes and the tail read as zeros
+    except BaseException:
+        file.close()
+        raise
+    return SpilledAudio(file, length, rate, covered)
+
+
+def _decode_placed(path: Path, rate: int | None, layout: str | None, start_s: float | None, write) -> tuple[int, int, list, int]:
+    """Decode the first audio stream and hand each resampled chunk to `write(at, chunk)` at its
+    sample position (>= 0; chunks in decoding order, a later one wins an overlap); returns
+    (rate, channels, covered ranges, length in samples)."""
     try:
         with av.open(str(path)) as container:
             if not container.streams.audio:
@@ -423,48 +512,54 @@ def decode_audio(path: Path, rate: int | None = None, layout: str | None = None,
             stream = container.streams.audio[0]
             rate = rate or stream.codec_context.sample_rate or AUDIO_RATE
             layout = layout or ("stereo" if (stream.codec_context.channels or 1) >= 2 else "mono")
-            runs = _decode_runs(container, stream, rate, layout)
+            covered: list[tuple[int, int]] = []
+            length, found = 0, False
+            for t, offset, chunk in _decode_chunks(container, stream, rate, layout):
+                found = True
+                if start_s is None:
+                    start_s = t
+                at = round((t - start_s) * rate) + offset
+                stop = at + chunk.shape[1]
+                length = max(length, stop)
+                if stop > max(0, at):
+                    lo = max(0, at)
+                    write(lo, chunk[:, lo - at :])
+                    covered.append((lo, stop))
     except av.FFmpegError as err:
         raise MediaError(f"audio decoding failed ({_describe(err)})") from None
-    channels = 2 if layout == "stereo" else 1
-    runs = [(t, chunk) for t, chunk in runs if chunk.shape[1]]
-    if not runs:
+    if not found:
         raise MediaError("audio track is empty")
-    if start_s is None:
-        start_s = runs[0][0]
-    placed = [(round((t - start_s) * rate), chunk) for t, chunk in runs]
-    length = max(0, max(at + chunk.shape[1] for at, chunk in placed))
-    samples = np.zeros((channels, length), np.float32)
-    covered: list[tuple[int, int]] = []
-    for at, chunk in placed:  # in decoding order: a later run overwrites an overlap
-        lo = max(0, at)
-        if lo < at + chunk.shape[1]:
-            samples[:, lo : at + chunk.shape[1]] = chunk[:, lo - at :]
-            covered.append((lo, at + chunk.shape[1]))
-    return AudioTrack(samples, rate, _merge_ranges(covered))
+    return rate, 2 if layout == "stereo" else 1, _merge_ranges(covered), length
 
 
-def _decode_runs(container, stream, rate: int, layout: str) -> list[tuple[float, np.ndarray]]:
-    """[(source time of the run's first sample, (channels, n) float32)] of contiguous audio."""
-    runs: list[tuple[float, list[np.ndarray]]] = []
+def _decode_chunks(container, stream, rate: int, layout: str) -> Iterator[tuple[float, int, np.ndarray]]:
+    """Yield (source time of the run's first sample, offset of the chunk in its run, (channels, n)
+    float32) for every non-empty resampled chunk, runs being stretches of contiguous audio."""
     resampler = None
-    expected = None  # where the previous chunk ended, seconds
+    expected = None  # where the previous decoded frame ended, seconds
+    run_time, offset = 0.0, 0
+
+    def emit(frames):
+        nonlocal offset
+        for out in frames:
+            chunk = out.to_ndarray().astype(np.float32)
+            if chunk.shape[1]:
+                yield run_time, offset, chunk
+                offset += chunk.shape[1]
+
     for frame in container.decode(stream):
         t = float(frame.pts * frame.time_base) if frame.pts is not None else expected
         if t is None:
             t = 0.0
         if resampler is None or abs(t - expected) > AUDIO_JITTER_S:
             if resampler is not None:
-                runs[-1][1].extend(out.to_ndarray() for out in resampler.resample(None))
+                yield from emit(resampler.resample(None))
             resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
-            runs.append((t, []))
-        runs[-1][1].extend(out.to_ndarray() for out in resampler.resample(frame))
+            run_time, offset = t, 0
+        yield from emit(resampler.resample(frame))
         expected = t + frame.samples / frame.sample_rate
     if resampler is not None:
-        runs[-1][1].extend(out.to_ndarray() for out in resampler.resample(None))
-    channels = 2 if layout == "stereo" else 1
-    return [(t, np.concatenate(chunks, axis=1).astype(np.float32) if chunks else np.zeros((channels, 0), np.float32))
-            for t, chunks in runs]
+        yield from emit(resampler.resample(None))
 
 
 def _merge_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -1,47 +1,31 @@
-"""The driver: plan units of work, run them on Ray actors, resume, merge the index.
+"""A run: plan units of work, run them on Ray actors (`driver`), resume, merge the index.
 
 Each actor loads the models once and processes units one after another. A unit whose actor dies
-is retried by Ray on a restarted actor (`max_retries`); a unit that still fails gets `failed`
-rows and stays uncommitted, so the next run retries it. A rerun skips committed units. One run at a time per output directory (an exclusive lock).
+is redone by another one, without the video it died on once that happened too often (`driver`);
+a unit that still fails gets `failed` rows and stays uncommitted, so the next run retries it. A
+rerun skips committed units. One run at a time per output directory (an exclusive lock). The
+run's progress is on the progress bar and in `progress.json` (`progress`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import platform
 import resource
+import shutil
 import time
 from pathlib import Path
 
-import cv2
-from tqdm import tqdm
-
 from . import index
 from .config import AnnotateConfig, RunConfig
+from .driver import Driver
 from .errors import RunError
 from .layout import LOCK_NAME, TMP_SUFFIX, OutputLayout, write_json_atomic
-from .pipeline import STATUS_FAILED, Annotator, library_versions
-from .units import Unit, discover_videos, extend_plan, process_unit
-
-
-class UnitWorker:
-    """Ray actor body: models are loaded once per worker process."""
-
-    def __init__(self, cfg: dict, input_dir: str, output_dir: str):
-        self.cfg = AnnotateConfig.from_dict(cfg)
-        self.input_dir = Path(input_dir)
-        self.layout = OutputLayout(Path(output_dir))
-        # one CPU per actor (Ray's accounting): keep FFmpeg and OpenCV to one thread each
-        cv2.setNumThreads(1)
-        self.annotator = Annotator(self.cfg, threads=1)
-
-    def process(self, unit: dict) -> dict:
-        result = process_unit(Unit.from_dict(unit), self.input_dir, self.layout, self.annotator, self.cfg.shard_size)
-        result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
-        return result
-
-    def pid(self) -> int:
-        return os.getpid()
+from . import __version__
+from .progress import RunProgress
+from .ray_env import init_ray
+from .units import Unit, discover_videos, extend_plan
 
 
 def load_plan(layout: OutputLayout, cfg: AnnotateConfig, input_dir: Path) -> list[Unit]:
@@ -102,7 +86,9 @@ def _run_locked(layout: OutputLayout, input_dir: Path, output_dir: Path, sources
                 run_cfg: RunConfig) -> dict:
     units = extend_plan(load_plan(layout, cfg, input_dir), sources, cfg.videos_per_task, run_cfg.num_workers)
     layout.create()
-    for leftover in layout.root.rglob("*" + TMP_SUFFIX):  # only dead writers' files: we hold the lock
+    # only dead writers' files: we hold the lock
+    shutil.rmtree(layout.tmp, ignore_errors=True)
+    for leftover in layout.root.rglob("*" + TMP_SUFFIX):
         leftover.unlink(missing_ok=True)
     write_json_atomic(
         layout.manifest,
@@ -117,7 +103,14 @@ def _run_locked(layout: OutputLayout, input_dir: Path, output_dir: Path, sources
 
     done = layout.committed_units()
     pending = [u for u in units if u.unit not in done]
-    failures, peak_rss_mb = _run_units(pending, input_dir, layout, cfg, run_cfg) if pending else ([], 0.0)
+    progress = RunProgress(layout, pending, input_sizes(input_dir, pending), cfg.fps, len(units) - len(pending), bar=run_cfg.progress)
+    state = "interrupted"
+    try:
+        failures = _run_units(pending, input_dir, layout, cfg, run_cfg, progress) if pending else []
+        state = "finished"
+    finally:
+        if state != "finished":
+            progress.close(state)
 
     planned = {u.unit for u in units}
     parts = [layout.unit_path(u) for u in sorted(layout.committed_units() & planned)]
@@ -126,10 +119,27 @@ def _run_locked(layout: OutputLayout, input_dir: Path, output_dir: Path, sources
     summary.update(
         units=len(units),
         units_skipped_as_done=len(units) - len(pending),
-        worker_peak_rss_mb=round(peak_rss_mb, 1),
+        worker_peak_rss_mb=progress.peak_worker_rss_mb,
+        driver_peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         output=str(output_dir),
     )
+    if layout.tmp.exists() and not any(layout.tmp.iterdir()):
+        layout.tmp.rmdir()  # every unit committed or given up: nothing is being written
+    snap = progress.close("finished", summary)
+    summary.update(worker_stage_seconds=snap["worker_stage_seconds"], events=snap["events"], elapsed_s=snap["elapsed_s"])
     return summary
+
+
+def input_sizes(input_dir: Path, units: list[Unit]) -> dict[str, int]:
+    """Bytes of each input (what the time left is estimated from); 0 for a file gone meanwhile."""
+    sizes = {}
+    for unit in units:
+        for video in unit.videos:
+            try:
+                sizes[video.source] = os.stat(input_dir / video.source).st_size
+            except OSError:
+                sizes[video.source] = 0
+    return sizes
 
 
 def _check_wav2vec2(model: str) -> None:
@@ -139,74 +149,30 @@ def _check_wav2vec2(model: str) -> None:
         raise RunError(f"--audio-encoder {model}: no wav2vec2 model there (config.json missing)")
 
 
-def _run_units(
-    pending: list[Unit], input_dir: Path, layout: OutputLayout, cfg: AnnotateConfig, run_cfg: RunConfig
-) -> tuple[list[dict], float]:
-    """Process units on Ray actors; returns index rows for units that failed for good and the
-    largest peak memory (MB) a worker reported."""
+def _run_units(pending: list[Unit], input_dir: Path, layout: OutputLayout, cfg: AnnotateConfig, run_cfg: RunConfig,
+               progress: RunProgress) -> list[dict]:
+    """Process units on Ray actors; returns index rows for units that failed for good."""
     import ray
 
     started_here = not ray.is_initialized()
     if started_here:
-        _init_ray(run_cfg)
+        init_ray(run_cfg.address, run_cfg.num_workers)
     try:
-        worker_cls = ray.remote(num_cpus=1, max_restarts=run_cfg.max_retries, max_task_retries=run_cfg.max_retries)(UnitWorker)
-        n_workers = max(1, min(run_cfg.num_workers, len(pending)))
-        args = (cfg.to_dict(), str(input_dir.resolve()), str(layout.root.resolve()))
-        workers = [worker_cls.remote(*args) for _ in range(n_workers)]
-        queue = list(pending)
-        in_flight: dict = {}  # ObjectRef -> (worker, unit)
-        failures: list[dict] = []
-        bar = tqdm(total=sum(len(u.videos) for u in pending), unit="video", desc="annotating", disable=not run_cfg.progress)
-        clips, peak_rss_mb = 0, 0.0
-
-        def submit(worker) -> None:
-            if queue:
-                unit = queue.pop(0)
-                in_flight[worker.process.remote(unit.to_dict())] = (worker, unit)
-
-        for worker in workers:
-            submit(worker)
-        while in_flight:
-            [ref], _ = ray.wait(list(in_flight), num_returns=1)
-            worker, unit = in_flight.pop(ref)
-            try:
-                result = ray.get(ref)
-                clips += result["clips"]
-                peak_rss_mb = max(peak_rss_mb, result["peak_rss_mb"])
-            except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError, ray.exceptions.RayTaskError) as err:
-                reason = f"worker failed {run_cfg.max_retries + 1} times on this unit: {_one_line(err)}"
-                failures += [index.video_row(v.video_id, v.source, unit.unit, STATUS_FAILED, reason) for v in unit.videos]
-                if isinstance(err, ray.exceptions.RayActorError):
-                    worker = worker_cls.remote(*args)  # the actor is gone for good: replace it
-            bar.update(len(unit.videos))
-            bar.set_postfix(clips=clips, failed_units=len({r["unit"] for r in failures}))
-            submit(worker)
-        bar.close()
-        return failures, peak_rss_mb
+        return Driver(layout, input_dir, cfg, run_cfg, pending, progress).run()
     finally:
         if started_here:
             ray.shutdown()
 
 
-def _init_ray(run_cfg: RunConfig) -> None:
-    import ray
+def library_versions() -> dict:
+    import importlib.metadata as md
 
-    # `uv run` would otherwise make Ray start every worker through `uv run` with the working dir
-    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    if run_cfg.address:
-        ray.init(address=run_cfg.address, log_to_driver=False, logging_level="ERROR")
-    else:
-        ray.init(
-            num_cpus=max(1, run_cfg.num_workers),
-            include_dashboard=False,
-            log_to_driver=False,
-            logging_level="ERROR",
-            object_store_memory=256 * 1024 * 1024,
-        )
-
-
-def _one_line(err: BaseException) -> str:
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return lines[-1][:300] if lines else type(err).__name__
+    names = ["av", "numpy", "scipy", "mediapipe", "face-alignment", "torch", "transformers", "ray",
+             "webdataset", "pyarrow", "opencv-contrib-python"]
+    versions = {"python": platform.python_version(), "emo-annotate": __version__}
+    for name in names:
+        try:
+            versions[name] = md.version(name)
+        except md.PackageNotFoundError:
+            versions[name] = None
+    return versions

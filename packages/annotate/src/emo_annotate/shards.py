@@ -1,13 +1,19 @@
-"""Writing WebDataset shards: parts of at most `shard_size` clips, each committed by its stats."""
+"""Writing WebDataset shards: parts of at most `shard_size` clips, each committed by its stats.
+
+Members are written with the standard library's `tarfile` the way webdataset's `TarWriter`
+writes them (`KEY.EXT` in sorted order, mode 0444, owner "bigdata", a fixed mtime): importing
+webdataset imports torch, which would cost every worker seconds of start-up and 300 MB.
+Readers use webdataset itself.
+"""
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import tarfile
 import time
 from pathlib import Path
-
-import webdataset as wds
 
 from .layout import OutputLayout, temporary_name, write_json_atomic
 
@@ -48,9 +54,11 @@ class ShardSink:
 
     def _start(self) -> None:
         name = OutputLayout.shard_name(self.unit, self.part)
-        tmp = temporary_name(self.layout.shard_path(name))
+        directory = self.layout.unit_tmp(self.unit)
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = temporary_name(self.layout.shard_path(name), directory)
         stream = open(tmp, "wb")
-        writer = wds.TarWriter(stream, encoder=False, mtime=TAR_MTIME)
+        writer = TarWriter(stream)
         stats = {"keys": [], "frames": 0, "seconds": 0.0, "speed_sum": 0.0}
         self._open = (name, tmp, stream, writer, stats)
         self.part += 1
@@ -85,6 +93,26 @@ class ShardSink:
             self._open = None
             stream.close()
             tmp.unlink(missing_ok=True)
+
+
+class TarWriter:
+    """WebDataset samples (dicts of bytes with a `__key__`) into an uncompressed tar stream."""
+
+    def __init__(self, stream):
+        self._tar = tarfile.open(fileobj=stream, mode="w|")
+
+    def write(self, sample: dict) -> None:
+        key = sample["__key__"]
+        for name in sorted(sample):
+            if name.startswith("_"):
+                continue
+            data = sample[name]
+            info = tarfile.TarInfo(f"{key}.{name}")
+            info.size, info.mtime, info.mode, info.uname, info.gname = len(data), TAR_MTIME, 0o444, "bigdata", "bigdata"
+            self._tar.addfile(info, io.BytesIO(data))
+
+    def close(self) -> None:
+        self._tar.close()
 
 
 def shard_urls(root: Path) -> list[str]:

@@ -1,5 +1,9 @@
 """`emo-annotate stats`: what a run produced, from index.parquet and the shards' `speed.npy`.
 
+While a run is writing the directory (it holds `run.lock`), the figures come from the units
+committed so far (`units/*.parquet`, what index.parquet will be made of) and the run's own
+`progress.json` is shown: videos done of the total, clips, hours, frames/s, time left, failures.
+
 - clips, frames and hours of the `ok` clips, and per input video whether it gave clips (ok), was
   skipped (readable, nothing to train on) or failed; a video that failed after some of its clips
   were written counts as failed, and its clips still count as clips;
@@ -16,6 +20,7 @@
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 from collections import Counter
 from pathlib import Path
@@ -25,8 +30,9 @@ from tqdm import tqdm
 import pyarrow.parquet as pq
 
 from . import index
-from .layout import OutputLayout
 from .errors import RunError
+from .layout import OutputLayout, running
+from .progress import describe
 from .shards import shard_urls
 
 PERCENTILES = (5, 25, 50, 75, 95, 99)
@@ -47,14 +53,19 @@ def compute_stats(shards_dir: Path) -> dict:
     layout = OutputLayout(root)
     if not root.is_dir():
         raise RunError(f"{root} does not exist or is not a directory")
-    if not layout.index.exists():
+    writer = running(layout)
+    if writer is not None:
+        table = index.read_parts(sorted(layout.units.glob("*.parquet")) if layout.units.exists() else [])
+    elif layout.index.exists():
+        table = pq.read_table(layout.index)
+    else:
         raise RunError(f"{root} has no index.parquet (is it the output of `emo-annotate run`?)")
-    table = pq.read_table(layout.index)
     speeds = read_speeds(root)
     summary = index.summarize(table)
     clip_frames = [f for f, k in zip(table.column("frames").to_pylist(), table.column("key").to_pylist()) if k]
     return {
         "output": str(root),
+        "run": run_state(layout, writer),
         "clips": summary["clips"],
         "frames": int(sum(f or 0 for f in clip_frames)),
         "hours": summary["hours"],
@@ -63,6 +74,20 @@ def compute_stats(shards_dir: Path) -> dict:
         "speed": speed_summary(speeds),
         "speed_buckets": suggest_speed_buckets(speeds),
     }
+
+
+def run_state(layout: OutputLayout, writer: str | None) -> dict | None:
+    """The run writing the directory now (its progress.json), or the last one's final state."""
+    try:
+        progress = json.loads(layout.progress.read_text())
+    except (FileNotFoundError, ValueError):
+        progress = None
+    if writer is None and progress is None:
+        return None
+    state = dict(progress or {})
+    state.pop("summary", None)
+    state["writing_now"] = writer
+    return state
 
 
 # -- index ---------------------------------------------------------------------------------------
@@ -167,10 +192,26 @@ BAR_WIDTH = 40
 
 def format_stats(stats: dict) -> str:
     lines = [f"annotation stats: {stats['output']}", ""]
+    lines += _format_run(stats.get("run"))
     lines += _format_counts(stats)
     lines += _format_speed(stats["speed"])
     lines += _format_buckets(stats["speed_buckets"])
     return "\n".join(lines)
+
+
+def _format_run(run: dict | None) -> list[str]:
+    if not run or not run.get("writing_now"):
+        return []
+    lines = [f"RUN IN PROGRESS ({run['writing_now']}): figures below are the units committed so far"]
+    if "videos" in run:
+        v = run["videos"]
+        lines.append(f"  {v['done']}/{v['total']} videos, {describe(run)} (as of {run['updated_at']})")
+        for worker in run.get("workers", []):
+            if worker.get("video"):
+                done, expected = worker.get("frames_done") or 0, worker.get("frames_expected") or 0
+                share = f" {100 * done / expected:.0f}%" if expected else ""
+                lines.append(f"  worker {worker['host']}:{worker['pid']}: unit {worker['unit']}, {worker['video']}{share}")
+    return lines + [""]
 
 
 def _format_counts(stats: dict) -> list[str]:

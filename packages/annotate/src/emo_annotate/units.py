@@ -11,14 +11,20 @@ import hashlib
 import json
 import os
 import re
+import time
 import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from . import index
+from .index import STATUS_FAILED
 from .layout import OutputLayout
-from .pipeline import STATUS_FAILED, Annotator
 from .shards import ShardSink
+
+if TYPE_CHECKING:
+    from .pipeline import Annotator
 
 VIDEO_EXTENSIONS = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".flv", ".mpg", ".mpeg", ".ts", ".wmv", ".3gp"}
 
@@ -89,29 +95,61 @@ def extend_plan(units: list[Unit], sources: list[str], videos_per_task: int, num
     return units + added
 
 
-def process_unit(unit: Unit, input_dir: Path, layout: OutputLayout, annotator: Annotator, shard_size: int) -> dict:
-    """Annotate every video of the unit into its shards, then commit the unit's index part."""
+@dataclass
+class UnitProgress:
+    """What the unit being processed has done so far (read by progress reports, another thread)."""
+
+    unit: int = -1
+    videos_done: int = 0
+    clips: int = 0
+    frames: int = 0  # decoded frames (at the output fps) of the finished videos
+    failed: int = 0
+    skipped: int = 0
+    source: str | None = None  # the video being annotated
+
+
+def process_unit(unit: Unit, input_dir: Path, layout: OutputLayout, annotator: "Annotator", shard_size: int,
+                 give_up: dict[str, str] | None = None, progress: UnitProgress | None = None) -> dict:
+    """Annotate every video of the unit into its shards, then commit the unit's index part.
+
+    Videos in `give_up` (source -> reason: workers died on them) get a `failed` row instead.
+    Which video is being annotated is recorded in the unit's temporary folder, so the driver can
+    tell, when a worker dies, which video it died on.
+    """
+    give_up = give_up or {}
+    progress = progress or UnitProgress(unit.unit)
+    times = annotator.times.seconds
+    before = dict(times)
     layout.clear_unit(unit.unit)
     sink = ShardSink(layout, unit.unit, shard_size)
     rows: list[dict] = []
     try:
-        for video in unit.videos:
+        for i, video in enumerate(unit.videos):
             clip_metas: list[dict] = []
             shards: list[str] = []
             source = video.display_source
+            progress.source = source
 
             def emit(sample: dict) -> None:
+                t = time.perf_counter()
                 shards.append(sink.add(sample))
                 clip_metas.append(json.loads(sample["json"]))
+                progress.clips += 1
+                times["write"] += time.perf_counter() - t
 
-            dropped, fps = [], 1.0
-            try:
-                outcome = annotator.annotate(input_dir / video.source, video.video_id, source, emit)
-                status, reason, dropped, fps = outcome.status, outcome.reason, outcome.dropped, outcome.fps
-            except Exception as err:  # one broken video must not stop the unit
-                status = STATUS_FAILED
-                reason = f"annotator error: {type(err).__name__}: {err}"
-                traceback.print_exc()
+            dropped, fps, frames = [], 1.0, 0
+            if video.source in give_up:
+                status, reason = STATUS_FAILED, give_up[video.source]
+            else:
+                layout.mark_in_flight(unit.unit, i)
+                try:
+                    outcome = annotator.annotate(input_dir / video.source, video.video_id, source, emit)
+                    status, reason, dropped, fps, frames = outcome.status, outcome.reason, outcome.dropped, outcome.fps, outcome.frames
+                except Exception as err:  # one broken video must not stop the unit
+                    status = STATUS_FAILED
+                    reason = f"annotator error: {type(err).__name__}: {err}"
+                    traceback.print_exc()
+                layout.mark_in_flight(unit.unit, None)
             rows.extend(index.clip_row(m, unit.unit, s) for m, s in zip(clip_metas, shards))
             rows.extend(
                 index.dropped_row(video.video_id, source, unit.unit, d.start / fps, d.stop / fps, d.stop - d.start, fps, d.reason)
@@ -123,9 +161,21 @@ def process_unit(unit: Unit, input_dir: Path, layout: OutputLayout, annotator: A
                 if Path(source).suffix.lower() not in VIDEO_EXTENSIONS and status == STATUS_FAILED:
                     status, reason = "skipped", f"not a video file ({reason})"
                 rows.append(index.video_row(video.video_id, source, unit.unit, status, reason))
+                progress.failed += status == STATUS_FAILED
+                progress.skipped += status != STATUS_FAILED
+            progress.frames += frames
+            progress.videos_done += 1
+        progress.source = None
+        t = time.perf_counter()
         sink.close()
     except BaseException:
         sink.abort()
         raise
     index.write_rows(layout.unit_path(unit.unit), rows)  # the unit's commit marker
-    return {"unit": unit.unit, "videos": len(unit.videos), "clips": sum(1 for r in rows if r.get("key"))}
+    layout.finish_unit(unit.unit)
+    times["write"] += time.perf_counter() - t
+    return {
+        "unit": unit.unit, "videos": len(unit.videos), "clips": progress.clips, "frames": progress.frames,
+        "failed": progress.failed, "skipped": progress.skipped,
+        "stages": {k: times[k] - before[k] for k in times},
+    }
