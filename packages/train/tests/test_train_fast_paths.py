@@ -13,7 +13,7 @@ from emo_train.checkpoint import last_checkpoint
 from emo_train.config import OptimOptions
 from emo_train.models import EMOModel
 from emo_train.models.attention_processors import AudioAttnProcessor, ReferenceAttnProcessor, SkipCrossAttnProcessor
-from emo_train.train import Trainer, make_optimizer, tiny_vae, train
+from emo_train.train import Trainer, make_optimizer, preset_vae, train
 from torch.utils._python_dispatch import TorchDispatchMode
 
 
@@ -116,7 +116,7 @@ class AtenOps(TorchDispatchMode):
 def test_every_attention_is_scaled_dot_product_attention(model, inputs, predict):
     """Reference attention (keys twice as long), audio attention, temporal and speed attention,
     the VAE's attention: each is one fused SDPA call, never softmax over materialised scores."""
-    vae = tiny_vae()
+    vae = preset_vae("tiny")
     attentions = [m for m in (*model.modules(), *vae.modules()) if isinstance(m, Attention)]
     allowed = (AttnProcessor2_0, ReferenceAttnProcessor, AudioAttnProcessor, SkipCrossAttnProcessor)
     assert attentions and all(isinstance(a.processor, allowed) for a in attentions)

@@ -126,8 +126,9 @@ def test_overfitting_one_clip_drives_the_loss_down(train_shards, tmp_path):
     assert last < 0.5 * first
 
 
-def test_resume_reproduces_a_straight_run(train_shards, tmp_path):
-    options = dict(stage=1, save_every=3, lr=1e-3, grad_accum=2, batch_size=2)
+@pytest.mark.parametrize("ema_decay", [None, 0.9])
+def test_resume_reproduces_a_straight_run(train_shards, tmp_path, ema_decay):
+    options = dict(stage=1, save_every=3, lr=1e-3, grad_accum=2, batch_size=2, ema_decay=ema_decay)
     straight = train(make_config(train_shards, tmp_path / "a", max_steps=6, **options))
     train(make_config(train_shards, tmp_path / "b", max_steps=3, **options))
     resumed = train(make_config(train_shards, tmp_path / "b", max_steps=6, resume=True, **options))
@@ -137,6 +138,9 @@ def test_resume_reproduces_a_straight_run(train_shards, tmp_path):
     b = EMOModel.from_pretrained(last_checkpoint(tmp_path / "b")).state_dict()
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
+    # with a weight average the checkpoint holds the average, not the weights training ended with
+    stored = weights_digest(EMOModel.from_pretrained(last_checkpoint(tmp_path / "a")))
+    assert (stored != straight["weight_digests"][0]) == (ema_decay is not None)
 
 
 def test_corrupt_sample_is_skipped_and_counted(train_shards, tmp_path):
@@ -186,11 +190,11 @@ def test_base_model_and_motion_adapter_folders(train_shards, tmp_path):
     the VAE travels with the checkpoint, so the next stage encodes with the same one."""
     from diffusers import MotionAdapter, UNet2DConditionModel
     from emo_train.models import get_preset
-    from emo_train.train import tiny_vae
+    from emo_train.train import preset_vae
 
     torch.manual_seed(3)
     UNet2DConditionModel(**get_preset("tiny").unet).save_pretrained(tmp_path / "sd" / "unet")
-    vae = tiny_vae(seed=7)
+    vae = preset_vae("tiny", seed=7)
     vae.save_pretrained(tmp_path / "sd" / "vae")
     adapter = MotionAdapter(block_out_channels=(16, 32), motion_layers_per_block=1, motion_num_attention_heads=4,
                             motion_norm_num_groups=8)

@@ -312,6 +312,25 @@ def first_frame_rgb(path: Path) -> np.ndarray:
         raise MediaError(f"not a readable image or video ({_describe(err)})") from None
 
 
+def read_image(path: Path) -> np.ndarray:
+    """(h, w, 3) uint8 RGB of any photo Pillow reads (EXIF rotation applied), else the first
+    frame FFmpeg decodes (a video file, an image format Pillow lacks), decoded as training videos
+    are (`first_frame_rgb`); MediaError when neither can read it."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    if not path.is_file():
+        raise MediaError(f"no such file: {path}")
+    try:
+        with Image.open(path) as image:
+            return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+    except (UnidentifiedImageError, OSError, ValueError):
+        pass
+    try:
+        return first_frame_rgb(path)
+    except MediaError:
+        raise MediaError(f"{path} is not an image Pillow or FFmpeg can read") from None
+
+
 def upright(image: np.ndarray, rotation: int) -> np.ndarray:
     """Turn an image (or plane) `rotation` degrees counter-clockwise (multiples of 90)."""
     k = (rotation // 90) % 4

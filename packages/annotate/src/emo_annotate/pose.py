@@ -26,10 +26,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 from scipy.signal import savgol_filter
 from scipy.spatial.transform import Rotation
+
+from .errors import MediaError
 
 # MediaPipe mesh indices of points that facial expression barely moves.
 MEDIAPIPE_RIGID = (
@@ -139,6 +142,26 @@ def rotation_speed(rot: Rotation, fps: float) -> np.ndarray:
         return np.repeat(step, 2).astype(np.float32)
     central = np.degrees((rot[:-2].inv() * rot[2:]).magnitude()) * fps / 2
     return np.concatenate([step[:1], central, step[-1:]]).astype(np.float32)
+
+
+def read_speed_file(path: Path) -> np.ndarray:
+    """(n,) float32 per-frame head speeds (deg/s) from `.npy` (1-D) or text (numbers separated by
+    spaces, commas, newlines); MediaError when missing, unreadable, empty, negative or not finite."""
+    if not path.is_file():
+        raise MediaError(f"no such file: {path}")
+    try:
+        if path.suffix == ".npy":
+            values = np.load(path, allow_pickle=False)
+        else:
+            values = np.array([float(v) for v in path.read_text().replace(",", " ").split()])
+    except (ValueError, OSError) as err:
+        raise MediaError(f"cannot read {path}: {err}") from None
+    values = np.asarray(values, np.float32)
+    if values.ndim != 1 or values.size == 0:
+        raise MediaError(f"{path} must hold a non-empty list of numbers, got shape {list(values.shape)}")
+    if not np.isfinite(values).all() or (values < 0).any():
+        raise MediaError(f"{path} holds negative or non-finite speeds")
+    return values
 
 
 def clip_pose(

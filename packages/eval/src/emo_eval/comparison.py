@@ -59,13 +59,13 @@ def _own_sound(*paths: Path | None) -> tuple[np.ndarray | None, str | None]:
 
 
 def read_portrait(path: Path) -> np.ndarray:
-    from emo_infer.errors import InferError
-    from emo_infer.portrait import read_image
+    from emo_annotate.errors import MediaError
+    from emo_annotate.media import read_image
 
     try:
         return read_image(Path(path))
-    except InferError as err:
-        raise EvalError(str(err).replace("--image", "--portraits", 1)) from None
+    except MediaError as err:
+        raise EvalError(f"--portraits: {err}") from None
 
 
 def prepare(item: VideoItem, tools: Tools) -> Conditioning:

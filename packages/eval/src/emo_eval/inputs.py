@@ -65,16 +65,16 @@ def _match(names: list[str], path: Path | None, suffixes: set[str], option: str)
 
 def read_speed(value: Speed, option: str = "--speed") -> float | np.ndarray | None:
     """A constant, a (frames,) array, or the per-frame values of a .npy / text file."""
-    from emo_infer.errors import InferError
-    from emo_infer.speed import read_speed_file
+    from emo_annotate.errors import MediaError
+    from emo_annotate.pose import read_speed_file
 
     if value is None:
         return None
     if isinstance(value, Path):
         try:
             return read_speed_file(value)
-        except InferError as err:
-            raise EvalError(str(err).replace("--speed", option, 1)) from None
+        except MediaError as err:
+            raise EvalError(f"{option}: {err}") from None
     if np.ndim(value) == 0:
         speed = float(value)
         if not np.isfinite(speed) or speed < 0:

@@ -47,6 +47,7 @@ class CheckpointInfo:
 def open_checkpoint(path: Path) -> CheckpointInfo:
     """Find and check a checkpoint without loading weights; InferError when it is unusable."""
     from emo_train.checkpoint import ANNOTATION, resolve_checkpoint
+    from emo_train.models.presets import PRESETS
     from emo_train.config import TrainError
 
     if not Path(path).exists():
@@ -67,7 +68,7 @@ def open_checkpoint(path: Path) -> CheckpointInfo:
     except (OSError, ValueError, KeyError) as err:
         raise InferError(f"--checkpoint: cannot read its settings ({err}); was it written by emo-train?") from None
     data = config.get("data", {})
-    size = data.get("size") or (64 if config.get("model", {}).get("preset") == "tiny" else 512)
+    size = data.get("size") or PRESETS[config.get("model", {}).get("preset", "sd15")].resolution
     return CheckpointInfo(
         folder, int(config.get("stage", 0)), int(size), annotation, int(temporal["max_seq_length"]), int(train_timesteps),
         float(data.get("drop_speed", 0.0)),  # checkpoints from before speed dropout have none

@@ -24,25 +24,14 @@ class Portrait:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """(h, w, 3) uint8 RGB of any photo Pillow reads (EXIF rotation applied), else the first
-    frame FFmpeg decodes (e.g. a video file or an image format Pillow lacks), decoded as the
-    annotator decodes videos (display rotation, pixel aspect, colour tags)."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    if not path.is_file():
-        raise InferError(f"--image: no such file: {path}")
-    try:
-        with Image.open(path) as image:
-            return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
-    except (UnidentifiedImageError, OSError, ValueError):
-        pass
+    """(h, w, 3) uint8 RGB of the photo (`emo_annotate.media.read_image`)."""
     from emo_annotate.errors import MediaError
-    from emo_annotate.media import first_frame_rgb
+    from emo_annotate.media import read_image as read
 
-    try:  # upright, square pixels, by its colour tags: as the annotator reads training videos
-        return first_frame_rgb(path)
-    except MediaError:
-        raise InferError(f"--image: {path} is not an image Pillow or FFmpeg can read") from None
+    try:
+        return read(path)
+    except MediaError as err:
+        raise InferError(f"--image: {err}") from None
 
 
 def prepare_portrait(path: Path, size: int, crop_scale: float, mask_scale: float, landmarks: str = "mediapipe") -> Portrait:

@@ -20,22 +20,14 @@ def parse_speed(value: str | None) -> float | Path | None:
 
 
 def read_speed_file(path: Path) -> np.ndarray:
-    """Per-frame speeds from `.npy` (1-D) or text (numbers separated by spaces, commas, newlines)."""
-    if not path.is_file():
-        raise InferError(f"--speed: no such file: {path}")
+    """Per-frame speeds of a `.npy` or text file (`emo_annotate.pose.read_speed_file`)."""
+    from emo_annotate.errors import MediaError
+    from emo_annotate.pose import read_speed_file as read
+
     try:
-        if path.suffix == ".npy":
-            values = np.load(path, allow_pickle=False)
-        else:
-            values = np.array([float(v) for v in path.read_text().replace(",", " ").split()])
-    except (ValueError, OSError) as err:
-        raise InferError(f"--speed: cannot read {path}: {err}") from None
-    values = np.asarray(values, np.float32)
-    if values.ndim != 1 or values.size == 0:
-        raise InferError(f"--speed: {path} must hold a non-empty list of numbers, got shape {list(values.shape)}")
-    if not np.isfinite(values).all() or (values < 0).any():
-        raise InferError(f"--speed: {path} holds negative or non-finite speeds")
-    return values
+        return read(path)
+    except MediaError as err:
+        raise InferError(f"--speed: {err}") from None
 
 
 def speed_track(speed: float | Path | None, num_frames: int) -> np.ndarray | None:

@@ -2,8 +2,10 @@
 
     RUN_DIR/checkpoints/<step>/
         backbone/ reference_net/ face_locator/ audio_projection/ audio_attention/ temporal/
-        speed_encoder/           EMOModel.save_pretrained (diffusers folders, safetensors)
-        vae/                     the frozen VAE the latents were made with (for inference)
+        speed_encoder/           EMOModel.save_pretrained (diffusers folders, safetensors);
+                                 absent in a `--stage vae` checkpoint
+        vae/                     the VAE the latents were made with (for inference); the trained
+                                 one in a `--stage vae` checkpoint
         config.json              the resolved TrainConfig
         annotation.json          the annotation the model was trained on (fps, crop, audio
                                  feature settings; `emo_train.data.annotation_settings`):
@@ -11,6 +13,8 @@
         training_state/
             optimizer.safetensors   AdamW state tensors ("<param index>.<name>")
             rng.safetensors         torch RNG states (global CPU, the trainer's noise generator)
+            weights.safetensors     with a weight average (`ema_decay`): the raw trained parameters
+                                    (the component folders hold the average)
             state.json              step, data position, skip counts, optimizer param groups,
                                     LR scheduler state
     RUN_DIR/checkpoints/last     text file: the name of the newest complete checkpoint folder
@@ -49,11 +53,16 @@ def last_checkpoint(run_dir: str | Path) -> Path | None:
     return path if path.is_dir() else None
 
 
+def holds_model(checkpoint: Path) -> bool:
+    """True for a checkpoint of stages 1-3; False for one of the VAE stage (only `vae/`)."""
+    return (checkpoint / "backbone").is_dir()
+
+
 def resolve_checkpoint(path: str | Path) -> Path:
     """A checkpoint folder from a checkpoint folder, a `checkpoints/` folder or a run directory
     (their `last`). Raises TrainError when there is none."""
     path = Path(path)
-    if (path / "backbone").is_dir():
+    if holds_model(path) or (path / "vae").is_dir():
         return path
     for run_dir in (path, path.parent):
         found = last_checkpoint(run_dir)
@@ -73,7 +82,7 @@ def checkpoint_stage(checkpoint: Path) -> int | None:
 def save_checkpoint(
     run_dir: str | Path,
     step: int,
-    model,
+    model,  # EMOModel, or None (VAE stage)
     vae,
     optimizer: torch.optim.Optimizer,
     scheduler,
@@ -81,6 +90,7 @@ def save_checkpoint(
     state: dict[str, Any],
     rng: dict[str, torch.Tensor],
     annotation: dict[str, Any],
+    raw_weights: list[torch.Tensor] | None = None,
 ) -> Path:
     """Write `checkpoints/<step>/` and point `last` at it."""
     root = checkpoints_dir(run_dir)
@@ -88,7 +98,8 @@ def save_checkpoint(
     tmp = root / f"{step}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    model.save_pretrained(tmp)
+    if model is not None:
+        model.save_pretrained(tmp)
     vae.save_pretrained(tmp / "vae")
     (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     (tmp / ANNOTATION).write_text(json.dumps(annotation, indent=2) + "\n")
@@ -98,6 +109,8 @@ def save_checkpoint(
     tensors, groups = _flatten_optimizer(optimizer.state_dict())
     save_file(tensors, str(training / "optimizer.safetensors"))
     save_file({k: v.contiguous() for k, v in rng.items()}, str(training / "rng.safetensors"))
+    if raw_weights is not None:
+        save_file({str(i): w.contiguous() for i, w in enumerate(raw_weights)}, str(training / "weights.safetensors"))
     full_state = {**state, "step": step, "optimizer_param_groups": groups, "scheduler": scheduler.state_dict()}
     (training / "state.json").write_text(json.dumps(full_state, indent=2) + "\n")
 
@@ -120,6 +133,13 @@ def load_training_state(checkpoint: Path, optimizer: torch.optim.Optimizer, sche
     optimizer.load_state_dict(_unflatten_optimizer(tensors, state["optimizer_param_groups"]))
     scheduler.load_state_dict(state["scheduler"])
     return state, load_file(str(training / "rng.safetensors"))
+
+
+def load_raw_weights(checkpoint: Path) -> list[torch.Tensor]:
+    """The trained parameters as the optimizer left them (a run with a weight average stores the
+    average in the component folders), in the trainer's parameter order."""
+    tensors = load_file(str(checkpoint / "training_state" / "weights.safetensors"))
+    return [tensors[str(i)] for i in range(len(tensors))]
 
 
 def _flatten_optimizer(state_dict: dict) -> tuple[dict[str, torch.Tensor], list[dict]]:

@@ -20,12 +20,31 @@ class TrainError(Exception):
     """A user mistake (bad option, missing checkpoint, unusable shards); the CLI prints it as one line."""
 
 
+VAE_STAGE = 0
+"""The stage that trains a preset's own VAE (`--stage vae`) before stage 1, where no pretrained
+VAE exists (the `tiny` and `small` presets)."""
+
+
+def parse_stage(value: int | str) -> int:
+    """`vae` (or 0), 1, 2 or 3 -> the stage number."""
+    text = str(value).strip().lower()
+    if text == "vae":
+        return VAE_STAGE
+    if text in ("0", "1", "2", "3"):
+        return int(text)
+    raise TrainError(f"--stage must be vae, 1, 2 or 3, not {value!r}")
+
+
+def stage_name(stage: int) -> str:
+    return "vae" if stage == VAE_STAGE else str(stage)
+
+
 @dataclass
 class ModelOptions:
     """Where the model's weights come from."""
 
     preset: str = "tiny"
-    """Architecture preset: `tiny` (CPU tests and demo) or `sd15` (full size)."""
+    """Architecture preset: `tiny` (CPU tests and demo), `small` (learns on a CPU) or `sd15` (full size)."""
     init_from: str | None = None
     """Checkpoint directory (`RUN_DIR/checkpoints/<step>/`, or a run directory: its `last`) to start
     from; stage 2 starts from stage 1's, stage 3 from stage 2's. Takes precedence over `base_model`
@@ -94,6 +113,13 @@ class OptimOptions:
     """Micro-batches accumulated per optimizer step."""
     batch_size: int = 1
     """Samples per micro-batch per training worker."""
+    ema_decay: float | None = None
+    """Keep an exponential moving average of the trained weights (decay (1+n)/(10+n) after n
+    steps, capped at this value, e.g. 0.999): checkpoints then hold the average (what inference
+    and the next stage use) and the raw weights for `--resume`. None: no average."""
+    snr_gamma: float | None = None
+    """Min-SNR-gamma loss weighting (each sample's epsilon MSE times min(SNR(t), gamma) / SNR(t);
+    5 is the paper's value): faster convergence from scratch. None: the plain MSE (EMO's)."""
     mixed_precision: MixedPrecision = "no"
     """Autocast dtype of the forward pass; weights and optimizer stay float32."""
 
@@ -139,8 +165,8 @@ class TrainConfig:
     """One training run of one stage."""
 
     stage: int = 1
-    """1: images, train backbone + ReferenceNet + Face Locator; 2: video, temporal + audio
-    attention; 3: video, temporal + speed layers."""
+    """0 (`vae`): the preset's own VAE on single frames; 1: images, train backbone + ReferenceNet +
+    Face Locator; 2: video, temporal + audio attention; 3: video, temporal + speed layers."""
     model: ModelOptions = field(default_factory=ModelOptions)
     data: DataOptions = field(default_factory=DataOptions)
     optim: OptimOptions = field(default_factory=OptimOptions)
@@ -152,14 +178,18 @@ class TrainConfig:
             if not ok:
                 raise TrainError(message)
 
-        check(self.stage in (1, 2, 3), f"--stage must be 1, 2 or 3, not {self.stage}")
-        check(self.model.preset in ("tiny", "sd15"), f"--preset must be tiny or sd15, not {self.model.preset!r}")
+        from .models.presets import PRESETS
+
+        check(self.stage in (VAE_STAGE, 1, 2, 3), f"--stage must be vae, 1, 2 or 3, not {self.stage}")
+        check(self.model.preset in PRESETS, f"--preset must be one of {', '.join(PRESETS)}, not {self.model.preset!r}")
         check(bool(self.data.shards), "--shards is required")
         check(bool(self.run.out), "--out is required")
         check(self.run.max_steps >= 1, "--max-steps must be >= 1")
         check(self.run.save_every >= 1 and self.run.log_every >= 1, "--save-every and --log-every must be >= 1")
         check(self.optim.batch_size >= 1 and self.optim.grad_accum >= 1, "--batch-size and --grad-accum must be >= 1")
         check(self.optim.lr > 0, "--lr must be > 0")
+        check(self.optim.snr_gamma is None or self.optim.snr_gamma > 0, "--snr-gamma must be > 0")
+        check(self.optim.ema_decay is None or 0 < self.optim.ema_decay < 1, "--ema-decay must be in (0, 1)")
         check(self.optim.mixed_precision in ("no", "bf16", "fp16"), "--mixed-precision must be no, bf16 or fp16")
         check(self.distributed.num_workers >= 1, "--num-workers must be >= 1")
         check(self.data.size is None or (self.data.size >= 8 and self.data.size % 8 == 0), "--size must be a multiple of 8")
@@ -167,10 +197,16 @@ class TrainConfig:
             check(0.0 <= getattr(self.data, name) <= 1.0, f"--{name.replace('_', '-')} must be in [0, 1]")
         if self.stage == 1 and self.model.base_model is None and self.model.init_from is None and self.model.preset == "sd15":
             raise TrainError("--preset sd15 needs --base-model (SD1.5 weights) or --init-from")
+        if self.stage == VAE_STAGE:
+            check(PRESETS[self.model.preset].vae is not None,
+                  f"--stage vae trains a preset's own VAE; {self.model.preset} uses SD's (--base-model)")
+            check(self.model.base_model is None, "--stage vae trains a VAE from scratch: drop --base-model")
 
     @property
     def size(self) -> int:
-        return self.data.size if self.data.size is not None else (64 if self.model.preset == "tiny" else 512)
+        from .models.presets import PRESETS
+
+        return self.data.size if self.data.size is not None else PRESETS[self.model.preset].resolution
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -190,7 +226,7 @@ class TrainConfig:
         for raw_key, value in values.items():
             key = raw_key.replace("-", "_")
             if key == "stage":
-                top["stage"] = int(value)
+                top["stage"] = parse_stage(value)
             elif key in nested and isinstance(value, dict):
                 for sub_key, sub_value in value.items():
                     sub_key = sub_key.replace("-", "_")

@@ -105,14 +105,15 @@ class StepCost:
 
 
 def random_model(preset: str, audio_feature_shape: tuple[int, ...] | None = None):
-    """A randomly initialised EMOModel of `preset` and its VAE (SD1.5's architecture, or the tiny one)."""
+    """A randomly initialised EMOModel of `preset` and its VAE (the preset's own, else SD1.5's architecture)."""
     from diffusers import AutoencoderKL
 
     from .models import EMOModel, get_preset
-    from .train import tiny_vae
+    from .train import preset_vae
 
-    model = EMOModel.from_preset(get_preset(preset, audio_feature_shape=audio_feature_shape))
-    vae = tiny_vae() if preset == "tiny" else AutoencoderKL(**SD15_VAE_CONFIG)
+    config = get_preset(preset, audio_feature_shape=audio_feature_shape)
+    model = EMOModel.from_preset(config)
+    vae = preset_vae(preset) if config.vae is not None else AutoencoderKL(**SD15_VAE_CONFIG)
     return model, vae.requires_grad_(False).eval()
 
 

@@ -21,13 +21,13 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
     import ray.train.torch
     import torch
 
-    from .train import Trainer
+    from .train import trainer_class
 
     torch.set_num_threads(loop_config["threads"])
     cfg = TrainConfig.from_dict(loop_config["config"])
     context = ray.train.get_context()
     device = ray.train.torch.get_device() if cfg.distributed.gpu else torch.device("cpu")
-    summary = Trainer(cfg, context.get_world_rank(), context.get_world_size(), device).fit()
+    summary = trainer_class(cfg)(cfg, context.get_world_rank(), context.get_world_size(), device).fit()
     ray.train.report({"step": summary["step"]})
 
 
@@ -36,6 +36,7 @@ def train_with_ray(cfg: TrainConfig) -> dict[str, Any]:
     import json
 
     import ray
+    from emo_annotate.ray_env import init_ray
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -48,12 +49,8 @@ def train_with_ray(cfg: TrainConfig) -> dict[str, Any]:
         cfg.data.shards = str(Path(shards).resolve())
     started = False
     if not ray.is_initialized():
-        if cfg.distributed.address is not None:
-            ray.init(address=cfg.distributed.address, log_to_driver=False)
-        else:
-            # a local cluster with a CPU slot per worker, even on a smaller machine
-            cpus = max(os.cpu_count() or 1, cfg.distributed.num_workers + 1)
-            ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+        # a local Ray has a CPU slot per worker, even on a smaller machine
+        init_ray(cfg.distributed.address, num_cpus=max(os.cpu_count() or 1, cfg.distributed.num_workers + 1))
         started = True
     try:
         threads = max(1, (os.cpu_count() or 1) // cfg.distributed.num_workers)

@@ -38,9 +38,18 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDPMScheduler
 from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel
 
-from .checkpoint import checkpoint_stage, last_checkpoint, load_training_state, resolve_checkpoint, save_checkpoint
-from .config import OptimOptions, TrainConfig, TrainError
+from .checkpoint import (
+    checkpoint_stage,
+    holds_model,
+    last_checkpoint,
+    load_raw_weights,
+    load_training_state,
+    resolve_checkpoint,
+    save_checkpoint,
+)
+from .config import VAE_STAGE, OptimOptions, TrainConfig, TrainError, stage_name
 from .data import DataConfig, annotation_settings, make_dataloader, resolve_shards, shard_sample_metadata
 from .latent_cache import LatentCache
 from .models import STAGE_GROUPS, EMOModel, get_preset, load_motion_adapter, use_channels_last
@@ -65,7 +74,11 @@ def check_inputs(cfg: TrainConfig) -> None:
     except ValueError as err:
         raise TrainError(f"--shards: {err}") from None
     if cfg.model.init_from is not None and not cfg.run.resume:
-        check_motion_adapter_start(cfg, resolve_checkpoint(cfg.model.init_from))
+        init = resolve_checkpoint(cfg.model.init_from)
+        if cfg.stage >= 2 and not holds_model(init):
+            raise TrainError(f"--init-from {cfg.model.init_from}: a VAE-only checkpoint; stage {cfg.stage} "
+                             f"starts from a stage-{cfg.stage - 1} run")
+        check_motion_adapter_start(cfg, init)
     if cfg.run.resume and last_checkpoint(cfg.run.out) is None:
         raise TrainError(f"--resume: no checkpoint in {cfg.run.out}/checkpoints (no 'last' pointer)")
     if not cfg.run.resume and last_checkpoint(cfg.run.out) is not None:
@@ -83,21 +96,15 @@ def check_motion_adapter_start(cfg: TrainConfig, start: Path) -> None:
         )
 
 
-def tiny_vae(seed: int = 0) -> AutoencoderKL:
-    """A tiny random AutoencoderKL with SD's interface (4 latent channels, factor 8) for the tiny preset."""
+def preset_vae(preset: str, seed: int = 0) -> AutoencoderKL:
+    """The preset's own VAE, randomly initialised (trained by `--stage vae`; SD's interface:
+    4 latent channels, factor 8)."""
+    config = get_preset(preset).vae
+    if config is None:
+        raise TrainError(f"the {preset} preset has no VAE of its own: pass --base-model (SD1.5 folder or hub id with vae/)")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return AutoencoderKL(
-            in_channels=3,
-            out_channels=3,
-            down_block_types=("DownEncoderBlock2D",) * 4,  # 3 downsamplings: factor 8, as SD's VAE
-            up_block_types=("UpDecoderBlock2D",) * 4,
-            block_out_channels=(8, 8, 8, 8),
-            layers_per_block=1,
-            latent_channels=4,
-            norm_num_groups=4,
-            sample_size=64,
-        )
+        return AutoencoderKL(**config)
 
 
 def sd15_noise_scheduler() -> DDPMScheduler:
@@ -122,14 +129,15 @@ def _pretrained(loader, *args, what: str, **kwargs):
 
 
 def build_model(cfg: TrainConfig, audio_feature_shape: tuple[int, ...], resume_from: Path | None) -> EMOModel:
-    """The EMOModel to train: a resumed checkpoint, `init_from`, SD1.5 `base_model`, or a random preset."""
+    """The EMOModel to train: a resumed checkpoint, `init_from` (when it holds a model, not only a
+    VAE), SD1.5 `base_model`, or a random preset."""
     options = cfg.model
     if resume_from is not None:
         return EMOModel.from_pretrained(resume_from)
-    if options.init_from is not None:
-        start = resolve_checkpoint(options.init_from)
-        check_motion_adapter_start(cfg, start)
-        model = _pretrained(EMOModel.from_pretrained, start, what="--init-from checkpoint")
+    init = resolve_checkpoint(options.init_from) if options.init_from is not None else None
+    if init is not None and holds_model(init):
+        check_motion_adapter_start(cfg, init)
+        model = _pretrained(EMOModel.from_pretrained, init, what="--init-from checkpoint")
     elif options.base_model is not None:
         preset = get_preset(options.preset, audio_feature_shape=audio_feature_shape)
         with torch.random.fork_rng(devices=[]):
@@ -151,17 +159,38 @@ def build_model(cfg: TrainConfig, audio_feature_shape: tuple[int, ...], resume_f
 
 
 def build_vae(cfg: TrainConfig, resume_from: Path | None) -> AutoencoderKL:
-    """The frozen VAE: `base_model`'s `vae/`, else the one stored with the checkpoint we start from,
-    else (tiny preset) a tiny random one."""
+    """The VAE: `base_model`'s `vae/`, else the one stored with the checkpoint we start from (a
+    `--stage vae` run, or any later stage), else the preset's own, randomly initialised."""
     if cfg.model.base_model is not None:
         return _pretrained(AutoencoderKL.from_pretrained, cfg.model.base_model, subfolder="vae", what="the VAE")
     init = resolve_checkpoint(cfg.model.init_from) if cfg.model.init_from else None
     for start in (resume_from, init):
         if start is not None and (start / "vae").is_dir():
             return _pretrained(AutoencoderKL.from_pretrained, start / "vae", what="the VAE")
-    if cfg.model.preset != "tiny":
-        raise TrainError("the sd15 preset needs a VAE: pass --base-model (SD1.5 folder or hub id with vae/)")
-    return tiny_vae(cfg.run.seed)
+    if cfg.stage != VAE_STAGE and cfg.model.preset != "tiny":
+        # an untrained VAE makes latents a diffusion model cannot learn faces from
+        raise TrainError(f"the {cfg.model.preset} preset needs a trained VAE: --init-from a --stage vae run, "
+                         "or --base-model (SD1.5 folder or hub id with vae/)")
+    return preset_vae(cfg.model.preset, cfg.run.seed)
+
+
+def denoising_loss(
+    prediction: torch.Tensor,  # (b, c, f, h, w) predicted noise
+    noise: torch.Tensor,  # (b, c, f, h, w)
+    timesteps: torch.Tensor,  # (b,)
+    scheduler: DDPMScheduler,
+    snr_gamma: float | None,
+) -> torch.Tensor:
+    """Epsilon MSE; with `snr_gamma`, each sample weighted by min(SNR(t), gamma) / SNR(t) (Min-SNR
+    weighting, Hang et al. 2023: the many easy low-noise timesteps stop dominating the gradient,
+    and training converges several times faster)."""
+    if snr_gamma is None:
+        return F.mse_loss(prediction, noise)
+    alphas = scheduler.alphas_cumprod.to(timesteps.device)[timesteps]  # (b,)
+    snr = alphas / (1 - alphas)
+    weights = torch.clamp(snr, max=snr_gamma) / snr
+    per_sample = (prediction - noise).pow(2).flatten(1).mean(1)  # (b,)
+    return (weights * per_sample).mean()
 
 
 def weights_digest(model: torch.nn.Module) -> str:
@@ -236,10 +265,12 @@ class TrainingStep:
         device: torch.device,
         autocast_dtype: torch.dtype | None = None,
         latent_cache: LatentCache | None = None,
+        snr_gamma: float | None = None,
     ):
         self.net, self.vae, self.stage, self.device = net, vae, stage, torch.device(device)
         self.autocast_dtype = autocast_dtype
         self.latent_cache = latent_cache
+        self.snr_gamma = snr_gamma  # Min-SNR loss weighting (`denoising_loss`)
         self.noise_scheduler = sd15_noise_scheduler()
 
     def autocast(self):
@@ -307,7 +338,7 @@ class TrainingStep:
                 noisy, timesteps, reference, motion, keep_motion, audio, mask, speed, keep_speed,
                 use_temporal=self.stage >= 2,
             )
-        return F.mse_loss(prediction.float(), noise)
+        return denoising_loss(prediction.float(), noise, timesteps, self.noise_scheduler, self.snr_gamma)
 
 
 class Trainer:
@@ -336,24 +367,9 @@ class Trainer:
                     logger.warning("--resume: %s options differ from the checkpoint's; the run will not "
                                    "reproduce an uninterrupted one", section)
 
-        # model + frozen VAE + noise schedule
         self.annotation = self._shard_annotation()  # stored with each checkpoint, for inference
-        audio_shape = tuple(self.annotation["audio_features"]["shape"])  # per frame
-        self.model = build_model(cfg, audio_shape, resume_from).to(self.device)
-        model_shape = tuple(self.model.audio_projection.config.feature_shape)
-        if self.stage >= 2 and model_shape != audio_shape:
-            raise TrainError(f"the shards hold audio features {audio_shape}, the model expects {model_shape}")
-        self.trainable = self.model.set_trainable_stage(self.stage)
-        if cfg.model.gradient_checkpointing:
-            self.model.enable_gradient_checkpointing()
-        self.model.train()
-        self.vae = build_vae(cfg, resume_from).to(self.device).requires_grad_(False).eval()
-        if cfg.model.channels_last:
-            for module in (self.model.backbone, self.model.reference_net, self.model.face_locator, self.vae):
-                use_channels_last(module)
-        if cfg.model.compile:
-            self.model.compile_blocks()
-        self.net: torch.nn.Module = TrainingForward(self.model)
+        self.model: EMOModel | None = None
+        self.trainable = self._build_modules(resume_from)
         if world_size > 1:
             # frozen and (stage 1) unused temporal layers: DDP must not wait for their gradients
             self.net = torch.nn.parallel.DistributedDataParallel(
@@ -367,6 +383,9 @@ class Trainer:
             "constant_with_warmup", self.optimizer, num_warmup_steps=cfg.optim.warmup_steps
         )
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.optim.mixed_precision == "fp16")
+        # the average starts from the weights the run starts from; a resumed checkpoint's
+        # component folders hold the average, its training state the raw weights
+        self.ema = EMAModel(self.trainable, decay=cfg.optim.ema_decay) if cfg.optim.ema_decay else None
 
         # per-worker noise / timestep generator; every worker draws different noise
         self.generator = torch.Generator(self.device).manual_seed(cfg.run.seed * 1000 + rank)
@@ -387,20 +406,27 @@ class Trainer:
             if key not in rng:
                 raise TrainError(f"--resume: the checkpoint was written with fewer workers than {world_size}")
             self.generator.set_state(rng[key])
+            self.load_extra_state(state)
+            if self.ema is not None:
+                with torch.no_grad():
+                    for parameter, raw in zip(self.trainable, load_raw_weights(resume_from)):
+                        parameter.copy_(raw)
+                self.ema.optimization_step = int(state["ema_step"])
             logger.info("resumed %s at step %d", resume_from, self.step)
         self.resumed_from = resume_from
         cache = None
         if cfg.data.latent_cache is not None:
             cache = LatentCache(cfg.data.latent_cache, f"{cfg.size}px-{weights_digest(self.vae)[:16]}")
-        self.step_math = TrainingStep(self.net, self.vae, self.stage, self.device, self.autocast_dtype, cache)
+        self.step_math = TrainingStep(self.net, self.vae, self.stage, self.device, self.autocast_dtype, cache,
+                                      cfg.optim.snr_gamma)
 
         self.data_config = DataConfig(
             shards=cfg.data.shards,
-            stage=self.stage,
+            stage=max(self.stage, 1),  # the VAE stage (0) trains on stage 1's images
             frames=cfg.data.frames,
             motion_frames=cfg.data.motion_frames,
             size=cfg.size,
-            audio_feature_shape=audio_shape if self.stage >= 2 else None,
+            audio_feature_shape=tuple(self.annotation["audio_features"]["shape"]) if self.stage >= 2 else None,
             shuffle_buffer=cfg.data.shuffle_buffer,
             seed=cfg.run.seed,
             repeat=True,  # step-based training; passes reshuffle by themselves
@@ -418,6 +444,49 @@ class Trainer:
             return annotation_settings(shard_sample_metadata(self.cfg.data.shards))
         except (ValueError, OSError, KeyError) as err:
             raise TrainError(f"--shards: cannot read the sample metadata: {err}") from None
+
+    def _build_modules(self, resume_from: Path | None) -> list[torch.nn.Parameter]:
+        """Set `model`, `vae` and `net` (the module the step calls); return the trainable parameters."""
+        cfg = self.cfg
+        audio_shape = tuple(self.annotation["audio_features"]["shape"])  # per frame
+        self.model = build_model(cfg, audio_shape, resume_from).to(self.device)
+        model_shape = tuple(self.model.audio_projection.config.feature_shape)
+        if self.stage >= 2 and model_shape != audio_shape:
+            raise TrainError(f"the shards hold audio features {audio_shape}, the model expects {model_shape}")
+        trainable = self.model.set_trainable_stage(self.stage)
+        if cfg.model.gradient_checkpointing:
+            self.model.enable_gradient_checkpointing()
+        self.model.train()
+        self.vae = build_vae(cfg, resume_from).to(self.device).requires_grad_(False).eval()
+        if cfg.model.channels_last:
+            for module in (self.model.backbone, self.model.reference_net, self.model.face_locator, self.vae):
+                use_channels_last(module)
+        if cfg.model.compile:
+            self.model.compile_blocks()
+        self.net: torch.nn.Module = TrainingForward(self.model)
+        return trainable
+
+    def trained_groups(self) -> str:
+        return ", ".join(STAGE_GROUPS[self.stage])
+
+    def trained_module(self) -> torch.nn.Module:
+        """What this stage trains, as a whole (for the weight digest)."""
+        return self.model
+
+    def extra_state(self) -> dict[str, Any]:
+        """Stage-specific values stored in the checkpoint's training state (and restored on resume)."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    def summary_extra(self) -> dict[str, Any]:
+        """Stage-specific figures of the finished run (in `summary.json`)."""
+        return {}
+
+    def save_components(self, path: Path) -> None:
+        """Extra folders of a checkpoint beside the model and the VAE."""
+        self.step_math.noise_scheduler.save_pretrained(path / "scheduler")
 
     # ------------------------------------------------------------------------------- step
 
@@ -455,6 +524,8 @@ class Trainer:
         self.scaler.update()
         self.lr_scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.step(self.trainable)
         self.step += 1
         return total / accum
 
@@ -483,13 +554,11 @@ class Trainer:
             from torch.utils.tensorboard import SummaryWriter
 
             writer = SummaryWriter(str(self.run_dir / "tensorboard"))
-            logger.info(
-                "stage %d: training %s (%d tensors)", self.stage, ", ".join(STAGE_GROUPS[self.stage]), len(self.trainable)
-            )
+            logger.info("stage %s: training %s (%d tensors)", stage_name(self.stage), self.trained_groups(), len(self.trainable))
         from tqdm.auto import tqdm
 
         progress = tqdm(
-            total=cfg.run.max_steps, initial=self.step, desc=f"stage {self.stage}", unit="step",
+            total=cfg.run.max_steps, initial=self.step, desc=f"stage {stage_name(self.stage)}", unit="step",
             disable=not cfg.run.progress or self.rank != 0,
         )
         batches = self._batches()
@@ -567,20 +636,32 @@ class Trainer:
                 "skip_counts": self.loader.dataset.counter.counts(),
                 "world_size": self.world_size,
                 "scaler": self.scaler.state_dict(),
+                **self.extra_state(),
             }
-            path = save_checkpoint(
-                self.run_dir, self.step, self.model, self.vae, self.optimizer, self.lr_scheduler,
-                self.cfg.to_dict(), state, rng, self.annotation,
-            )
-            self.step_math.noise_scheduler.save_pretrained(path / "scheduler")
+            raw = None
+            if self.ema is not None:  # the components get the average, the training state the raw weights
+                state["ema_step"] = self.ema.optimization_step
+                raw = [parameter.detach().cpu().clone() for parameter in self.trainable]
+                self.ema.store(self.trainable)
+                self.ema.copy_to(self.trainable)
+            try:
+                path = save_checkpoint(
+                    self.run_dir, self.step, self.model, self.vae, self.optimizer, self.lr_scheduler,
+                    self.cfg.to_dict(), state, rng, self.annotation, raw_weights=raw,
+                )
+                self.save_components(path)
+            finally:
+                if self.ema is not None:
+                    self.ema.restore(self.trainable)
         if self.world_size > 1:
             dist.barrier()
 
     def _summary(self) -> dict[str, Any]:
-        digests = [weights_digest(self.model)]
+        digest = weights_digest(self.trained_module())
+        digests = [digest]
         if self.world_size > 1:
             digests = [None] * self.world_size
-            dist.all_gather_object(digests, weights_digest(self.model))
+            dist.all_gather_object(digests, digest)
         summary = {
             "stage": self.stage,
             "step": self.step,
@@ -588,6 +669,7 @@ class Trainer:
             "world_size": self.world_size,
             "weight_digests": digests,  # one per worker: identical in data-parallel training
             "skip_counts": self.loader.dataset.counter.counts(),
+            **self.summary_extra(),
         }
         if self.rank == 0:
             (self.run_dir / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
@@ -604,4 +686,13 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     device = "cuda" if cfg.distributed.gpu else "cpu"
     if cfg.distributed.gpu and not torch.cuda.is_available():
         raise TrainError("--gpu: no CUDA device available")
-    return Trainer(cfg, device=device).fit()
+    return trainer_class(cfg)(cfg, device=device).fit()
+
+
+def trainer_class(cfg: TrainConfig) -> type[Trainer]:
+    """`VAETrainer` for the VAE stage, `Trainer` for stages 1-3."""
+    if cfg.stage == VAE_STAGE:
+        from .vae_stage import VAETrainer
+
+        return VAETrainer
+    return Trainer

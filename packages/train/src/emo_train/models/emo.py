@@ -183,10 +183,16 @@ class EMOModel(nn.Module):
 
     @classmethod
     def from_preset(cls, preset: str | EMOPreset = "tiny") -> "EMOModel":
-        """Randomly initialised model (new EMO layers zero-initialised) of a preset."""
+        """Randomly initialised model (new EMO layers zero-initialised) of a preset.
+
+        The ReferenceNet starts with the backbone's weights, as both start from SD1.5 in the
+        paper: the reference features then live where the backbone's own features do, so the
+        reference attention can match them from the first step."""
         preset = get_preset(preset) if isinstance(preset, str) else preset
         backbone = UNet2DConditionModel(**preset.unet)
-        return cls._assemble(backbone, ReferenceNet(**preset.unet), preset)
+        reference_net = ReferenceNet(**preset.unet)
+        reference_net.load_state_dict(backbone.state_dict())
+        return cls._assemble(backbone, reference_net, preset)
 
     @classmethod
     def _assemble(cls, backbone: UNet2DConditionModel, reference_net: ReferenceNet, preset: EMOPreset) -> "EMOModel":

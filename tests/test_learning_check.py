@@ -1,0 +1,63 @@
+"""The learning check's reduced run (`pipelines/learning_check.py --profile quick`, about 3.5 min on
+2 cores): the real CLIs from a synthetic talking-head set (emo-annotate synth, emo-annotate run)
+through emo-train vae, 1, 2, 3, seven emo-infer generations and emo-eval, to the report.
+
+A few minutes of training teach the VAE (asserted with the recipe's margin), not yet a face:
+whether audio moves the mouth and speed the head is what the full run answers (LEARNING.md);
+here those verdicts must be reported, and the exit code must follow them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+VERDICTS = {"vae", "audio_moves_the_mouth", "silence_keeps_it_closed", "speed_moves_the_head"}
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory) -> tuple[Path, dict, int]:
+    out = tmp_path_factory.mktemp("learning_check")
+    # Ray under `uv run` would ship the checkout to its workers (learning_check.sh sets the same)
+    env = {**os.environ, "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}
+    done = subprocess.run([sys.executable, str(ROOT / "pipelines" / "learning_check.py"), "--profile", "quick",
+                           "--out", str(out)], capture_output=True, text=True, env=env)
+    assert (out / "report.json").is_file(), done.stdout[-3000:] + done.stderr[-3000:]
+    return out, json.loads((out / "report.json").read_text()), done.returncode
+
+
+@pytest.mark.slow
+def test_the_trained_vae_reconstructs_better_than_an_untrained_one(quick_run):
+    _, report, _ = quick_run
+    vae = report["figures"]["vae"]
+    assert report["verdicts"]["vae"]["passed"], report["verdicts"]["vae"]["detail"]
+    assert vae["reconstruction_psnr"] - vae["untrained_reconstruction_psnr"] >= 10.0
+    assert vae["evaluation_frames"] == 64
+
+
+@pytest.mark.slow
+def test_every_generation_is_made_and_every_question_answered(quick_run):
+    out, report, exit_code = quick_run
+    assert set(report["verdicts"]) == VERDICTS
+    assert exit_code == (0 if all(v["passed"] for v in report["verdicts"].values()) else 1)
+    settings = report["settings"]
+    expected = {"audio": settings["generate_seconds"], "control": settings["generate_seconds"],
+                "silence": settings["generate_seconds"], "long": settings["long_seconds"],
+                **{f"speed_{int(s)}": settings["generate_seconds"] for s in settings["speeds"]}}
+    for name, seconds in expected.items():
+        with av.open(str(out / "generated" / f"{name}.mp4")) as container:
+            stream = container.streams.video[0]
+            assert stream.frames == round(seconds * 25) and stream.width == settings["size"], name
+            assert container.streams.audio, f"{name}.mp4 has no sound"
+        assert (out / "eval" / name / "report.json").is_file()
+    # the real video, cropped as the generations are, scored as the reference
+    assert report["figures"]["identity"]["fsim_real"] > 0.8
+    assert report["figures"]["mouth"]["corr_real"] > 0.5
+    assert (out / "strip.png").is_file()
+    assert {"synth", "annotate", "train vae", "train 3", "generate (wall)", "total"} <= set(report["seconds"])
