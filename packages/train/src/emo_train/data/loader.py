@@ -65,6 +65,10 @@ def make_dataloader(
     if num_workers < 0:
         raise ValueError(f"num_workers must be >= 0, got {num_workers}")
     dataset = EMODataset(cfg, counter)
+    if num_workers > 0:
+        # workers start from a fresh server process: a fork of this one copies the locks its other
+        # threads hold (Ray's gRPC threads in a Ray Train worker or after a Ray run) and can hang
+        loader_kwargs.setdefault("multiprocessing_context", "forkserver")
     return DataLoader(
         dataset,
         batch_size=batch_size,
