@@ -164,7 +164,8 @@ def test_a_video_its_worker_keeps_dying_on_fails_alone(cluster, tmp_path):
     gives it up; the unit is redone without it and its other two videos keep their clips."""
     d = tmp_path / "in"
     d.mkdir()
-    for name, seconds in (("a", 2.0), ("b", 2.0), ("c_poison", 10.0)):
+    # the poison video is long enough that a kill, at most a progress interval (1 s) late, lands while it is annotated
+    for name, seconds in (("a", 2.0), ("b", 2.0), ("c_poison", 30.0)):
         talking_head(d / f"{name}.mp4", seconds, seed=len(name))
     for name in "def":  # a second unit (one worker gets two units of three) of inputs that are no videos
         (d / f"{name}.txt").write_text("notes\n")

@@ -104,6 +104,7 @@ def benchmark(
     inputs, generated = out / "inputs", out / "generated"
     generated.mkdir(parents=True, exist_ok=True)
     speeds: dict[str, float | None] = {}
+    skipped: dict[str, str] = {}  # clips emo-infer refused (e.g. no face it can find in the first frame)
     clips = list(shard_samples(shards, limit))
     for sample in tqdm(clips, desc="generating", unit="clip", disable=not cfg.progress):
         key = sample["__key__"]
@@ -111,16 +112,23 @@ def benchmark(
         wanted = None
         if info.stage >= 3:
             wanted = speed if speed is not None else (own_speed if np.isfinite(own_speed) else None)
-        speeds[key] = wanted
         try:
             generate(checkpoint=Path(checkpoint), image=portrait, audio=audio, out=generated / f"{key}.mp4", speed=wanted,
                      steps=steps, guidance=guidance, seed=seed, size=size, device=gen_device, progress=False)
         except InferError as err:
-            raise EvalError(f"generating {key}: {err}") from None
+            skipped[key] = str(err)
+            for path in (real, portrait, audio):  # the comparison pairs the remaining clips only
+                path.unlink(missing_ok=True)
+            continue
+        speeds[key] = wanted
+    if not speeds:
+        first = next(iter(skipped.items()))
+        raise EvalError(f"no test clip could be generated (e.g. {first[0]}: {first[1]})")
     report = compare(generated, real=inputs / "real", portraits=inputs / "portraits", audio=inputs / "audio",
                      out=out, speed=speeds, cfg=cfg)
-    report["benchmark"] = {"checkpoint": str(checkpoint), "stage": info.stage, "shards": str(shards), "clips": len(clips),
-                           "steps": steps, "guidance": guidance, "seed": seed, "speed": "own mean" if speed is None else speed}
+    report["benchmark"] = {"checkpoint": str(checkpoint), "stage": info.stage, "shards": str(shards), "clips": len(speeds),
+                           "skipped": skipped, "steps": steps, "guidance": guidance, "seed": seed,
+                           "speed": "own mean" if speed is None else speed}
     _rewrite_report(out, report)
     return report
 
