@@ -144,6 +144,16 @@ def rotation_speed(rot: Rotation, fps: float) -> np.ndarray:
     return np.concatenate([step[:1], central, step[-1:]]).astype(np.float32)
 
 
+def parse_speed(value: str | None) -> float | Path | None:
+    """A CLI's `--speed`: a number (degrees/second) or the path of a per-frame speed file."""
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return Path(value)
+
+
 def read_speed_file(path: Path) -> np.ndarray:
     """(n,) float32 per-frame head speeds (deg/s) from `.npy` (1-D) or text (numbers separated by
     spaces, commas, newlines); MediaError when missing, unreadable, empty, negative or not finite."""

@@ -21,15 +21,6 @@ def _config(analysis_size, clip_frames, max_offset, identity, arcface, syncnet, 
                 syncnet=syncnet, i3d=i3d, fid=fid, device=device, progress=not quiet)
 
 
-def _speed(value: Optional[str]):
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        return Path(value)
-
-
 def _summary(report: dict, out: Path) -> str:
     dist = report["overall"].get("distribution", {})
     parts = [f"{k.upper()} {v:.2f}" for k, v in dist.items() if k in ("fid", "fvd", "efid") and isinstance(v, (int, float))]
@@ -56,9 +47,11 @@ def compare_command(
     quiet: Annotated[bool, Opt("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Compare generated videos with real ones: every metric the inputs allow, per video and overall."""
+    from emo_annotate.pose import parse_speed
+
     from .comparison import compare
 
-    report = compare(generated, real=real, portraits=portraits, audio=audio, out=out, speed=_speed(speed),
+    report = compare(generated, real=real, portraits=portraits, audio=audio, out=out, speed=parse_speed(speed),
                      **_config(analysis_size, clip_frames, max_offset, identity, arcface, syncnet, i3d, fid, device, quiet))
     typer.echo(_summary(report, out))
 

@@ -39,7 +39,7 @@ def main_command(
     """Generate: emo-infer --checkpoint CKPT --image PORTRAIT --audio AUDIO --out OUT.mp4 [options]."""
     from .api import generate
     from .config import InferConfig
-    from .speed import parse_speed
+    from emo_annotate.pose import parse_speed
 
     cfg = InferConfig(
         checkpoint=checkpoint, image=image, audio=audio, out=out, speed=parse_speed(speed), steps=steps,

@@ -77,7 +77,7 @@ class InferConfig:
         check(self.mask_scale > 0, "--mask-scale must be > 0")
         check(0 <= self.crf <= 51, "--crf must be in 0..51")
         if isinstance(self.speed, str):
-            from .speed import parse_speed
+            from emo_annotate.pose import parse_speed
 
             self.speed = parse_speed(self.speed)
         if isinstance(self.speed, (int, float)):

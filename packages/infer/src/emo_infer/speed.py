@@ -9,16 +9,6 @@ import numpy as np
 from .errors import InferError
 
 
-def parse_speed(value: str | None) -> float | Path | None:
-    """The CLI's `--speed`: a number (degrees/second) or a file path."""
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        return Path(value)
-
-
 def read_speed_file(path: Path) -> np.ndarray:
     """Per-frame speeds of a `.npy` or text file (`emo_annotate.pose.read_speed_file`)."""
     from emo_annotate.errors import MediaError
