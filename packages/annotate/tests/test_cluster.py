@@ -69,10 +69,12 @@ def talking_head(path: Path, seconds: float, seed: int) -> Path:
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory) -> Path:
-    """Four 8 s talking heads: one unit each, long enough to be caught in flight."""
+    """Four 20 s talking heads: one unit each, long enough to be caught in flight (progress.json
+    is written every second; an 8 s video took about 2 s on a quiet machine, too short to see both
+    nodes busy at once)."""
     d = tmp_path_factory.mktemp("cluster_in")
     for i in range(4):
-        talking_head(d / f"talk_{i}.mp4", 8.0, seed=i)
+        talking_head(d / f"talk_{i}.mp4", 20.0, seed=i)
     return d
 
 
