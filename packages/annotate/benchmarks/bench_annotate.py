@@ -11,6 +11,8 @@ Every ratio is against a reference measured in the same run on the same machine:
               on every source frame) and the whole annotator, with its per-stage costs
   full_range  `stages` on a BT.601 full-range copy (every stored crop is colour-converted)
   scaling     the CLI with 1 and 2 workers on 4 copies of the 20 s video, and the fixed start-up cost
+  encode      the stored clips' H.264 encode alone, per x264 preset, on 512x512 face crops of the 720p
+              video: ms per frame against `veryfast` (the default), bytes, and PSNR of the decoded luma
   memory      peak RSS of a fresh process annotating 1 minute and 1 hour (--long-seconds) of the same talking head
               (carphone, 176x144, 128 px crops: the length is what matters, not the resolution)
 
@@ -23,6 +25,7 @@ about 10 on a quiet 2-core machine; run parts separately with --parts.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import platform
@@ -38,7 +41,7 @@ import numpy as np
 
 from emo_annotate import samples
 from emo_annotate.config import AnnotateConfig
-from emo_annotate.media import probe, to_yuv420, write_video
+from emo_annotate.media import Mp4Writer, probe, to_yuv420, write_video
 from emo_annotate.pipeline import Annotator
 
 FPS = 25.0
@@ -211,6 +214,33 @@ def bench_stages(path: Path, cfg: AnnotateConfig) -> dict:
     }
 
 
+def bench_encode(path: Path, presets: tuple[str, ...] = ("veryfast", "superfast", "ultrafast"), crf: int = 18) -> dict:
+    """The annotator's clip encode (Mp4Writer, one thread, CRF 18) of the same 512x512 crops,
+    per x264 preset: what a faster preset saves, and what it costs in bytes and fidelity."""
+    crops = []  # (512, 512) Y and (256, 256) U, V planes around the face, copied out of the frame
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            (y, u, v), _ = to_yuv420(frame)
+            crops.append((y[104:616, 384:896].copy(), u[52:308, 192:448].copy(), v[52:308, 192:448].copy()))
+    result = {"frames": len(crops)}
+    for preset in presets:
+        writer = Mp4Writer(FPS, 512, 512, crf, preset)
+        t = time.perf_counter()
+        for planes in crops:
+            writer.add_yuv420(planes)
+        encoded = writer.finish()
+        seconds = time.perf_counter() - t
+        with av.open(io.BytesIO(encoded)) as container:
+            decoded = [to_yuv420(f)[0][0] for f in container.decode(video=0)]
+        mse = np.mean([np.mean((a.astype(np.float32) - b[0].astype(np.float32)) ** 2) for a, b in zip(decoded, crops)])
+        result[preset] = {"ms_per_frame": round(1000 * seconds / len(crops), 2),
+                          "kib_per_s": round(len(encoded) / 1024 / (len(crops) / FPS), 1),
+                          "luma_psnr_db": round(float(10 * np.log10(255**2 / mse)), 2)}
+    for preset in presets:
+        result[preset]["time_vs_veryfast"] = round(result[preset]["ms_per_frame"] / result["veryfast"]["ms_per_frame"], 3)
+    return result
+
+
 def bench_scaling(video: Path, work: Path, n: int) -> dict:
     inputs = copies(video, work / "scaling_in", n)
     result = {"videos": n}
@@ -280,7 +310,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("bench_out"))
     parser.add_argument("--quick", action="store_true", help="short videos (a smoke run, not for BENCHMARKS.md)")
-    parser.add_argument("--parts", default="cli,stages,scaling,memory", help="comma-separated: cli,stages,full_range,scaling,memory")
+    parser.add_argument("--parts", default="cli,stages,scaling,memory", help="comma-separated: cli,stages,full_range,scaling,encode,memory")
     parser.add_argument("--long-seconds", type=float, default=3600.0, help="length of the long video of `memory`")
     parser.add_argument("--floor-worker", nargs="+", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -302,6 +332,8 @@ def main() -> None:
             report[part] = bench_stages(short, cfg)
         elif part == "full_range":  # a BT.601 full-range source: every crop is colour-converted
             report[part] = bench_stages(full_range_bt601_copy(short, args.out / "talk720_601_full.mp4"), cfg)
+        elif part == "encode":
+            report[part] = bench_encode(short)
         elif part == "scaling":
             report[part] = bench_scaling(short, args.out, 2 if args.quick else 4)
         elif part == "memory":
