@@ -26,6 +26,7 @@ def test_help(command):
         (["run", ".", "out", "--landmarks", "dlib"], "--landmarks must be mediapipe or fan"),
         (["run", ".", "out", "--audio-features", "wav2vec2", "--audio-encoder", "./no/such/model"], "no wav2vec2 model there"),
         (["run", ".", "out", "--num-workers", "0"], "Invalid value"),
+        (["run", ".", "out", "--x264-preset", "quick"], "--x264-preset must be one of ultrafast"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_1(args, message, tmp_path):

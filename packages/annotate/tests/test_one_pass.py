@@ -146,3 +146,15 @@ def test_clearing_a_unit_removes_its_files_only(tmp_path):
     left = sorted(p.relative_to(layout.root).as_posix() for p in layout.root.rglob("*") if p.is_file())
     assert left == ["shards/00008-000.tar", "stats/00008-000.json", "units/00008.parquet"]
     assert layout.in_flight(7) is None
+
+
+@pytest.mark.parametrize("preset, cabac", [("veryfast", b"cabac=1"), ("ultrafast", b"cabac=0")])
+def test_stored_clips_are_encoded_with_the_configured_x264_preset(preset, cabac, tmp_path):
+    """x264 writes its settings into the stream (an SEI message): ultrafast is the preset
+    without CABAC."""
+    video = samples.make_astronaut_video(tmp_path / "astronaut.mp4", samples.roll_trajectory(8, FPS, amplitude=5.0), FPS)
+    out: list[dict] = []
+    outcome = Annotator(AnnotateConfig(size=128, x264_preset=preset, clip=ClipConfig(min_frames=4))).annotate(
+        video, "v", video.name, out.append)
+    assert outcome.status == "ok" and out, outcome
+    assert cabac in out[0]["mp4"]
