@@ -143,6 +143,30 @@ def test_resume_reproduces_a_straight_run(train_shards, tmp_path, ema_decay):
     assert (stored != straight["weight_digests"][0]) == (ema_decay is not None)
 
 
+def test_max_minutes_checkpoints_where_time_runs_out_and_resume_goes_on(train_shards, tmp_path):
+    """A job's time limit: the run ends after the first step past it with a checkpoint of that step,
+    says so in its summary, and --resume continues to max_steps."""
+    out = tmp_path / "timed"
+    first = train(make_config(train_shards, out, max_steps=50, save_every=50, max_minutes=1e-6))
+    assert first["step"] == 1 and first["time_limited"] is True
+    assert last_checkpoint(out).name == "1"
+    assert json.loads((out / "summary.json").read_text())["time_limited"] is True
+    done = train(make_config(train_shards, out, max_steps=3, save_every=50, resume=True))
+    assert done["step"] == 3 and done["time_limited"] is False
+    assert [m["step"] for m in metrics(out)] == [1, 2, 3]
+
+
+def test_training_goes_on_without_tensorboard(train_shards, tmp_path, monkeypatch, caplog):
+    """An environment where TensorBoard cannot be imported (a protobuf too old for it) still trains
+    and logs to metrics.jsonl."""
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # its import raises ImportError
+    out = tmp_path / "no_tb"
+    summary = train(make_config(train_shards, out, max_steps=2))
+    assert summary["step"] == 2 and [m["step"] for m in metrics(out)] == [1, 2]
+    assert not (out / "tensorboard").exists()
+    assert "TensorBoard unavailable" in caplog.text
+
+
 def test_corrupt_sample_is_skipped_and_counted(train_shards, tmp_path):
     out = tmp_path / "corrupt"
     out.mkdir()
@@ -175,6 +199,7 @@ def test_cli_help_and_errors(train_shards, tmp_path, monkeypatch, capsys):
     cases = [
         ("--stage", "4", "--shards", str(train_shards), "--out", str(tmp_path / "r")),
         ("--stage", "1", "--shards", str(train_shards), "--out", str(tmp_path / "r"), "--mixed-precision", "fp8"),
+        ("--stage", "1", "--shards", str(train_shards), "--out", str(tmp_path / "r"), "--max-minutes", "0"),
         ("--stage", "2", "--shards", str(train_shards), "--out", str(tmp_path / "r"), "--init-from", str(missing)),
         ("--stage", "1", "--shards", str(train_shards), "--out", str(tmp_path / "r"), "--resume"),
         ("--stage", "1", "--shards", str(train_shards), "--out", str(tmp_path / "r"), "--config", str(missing)),

@@ -38,6 +38,7 @@ def main_command(
     base_model: BaseModel = None,
     motion_adapter: MotionAdapter = None,
     max_steps: Annotated[Optional[int], typer.Option(help="Optimizer steps to train to.", min=1)] = None,
+    max_minutes: Annotated[Optional[float], typer.Option(help="Stop (and checkpoint) after this many minutes of training.")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Clips per micro-batch per worker.", min=1)] = None,
     lr: Annotated[Optional[float], typer.Option(help="Learning rate (default 1e-5).")] = None,
     ema_decay: Annotated[Optional[float], typer.Option(help="Average the trained weights (e.g. 0.999); checkpoints hold the average.")] = None,
@@ -69,7 +70,7 @@ def main_command(
     values: dict[str, Any] = TrainConfig.load(config) if config is not None else {}
     flags = dict(
         stage=stage, shards=shards, out=str(out) if out is not None else None, preset=preset, init_from=init_from,
-        base_model=base_model, motion_adapter=motion_adapter, max_steps=max_steps, batch_size=batch_size, lr=lr,
+        base_model=base_model, motion_adapter=motion_adapter, max_steps=max_steps, max_minutes=max_minutes, batch_size=batch_size, lr=lr,
         snr_gamma=snr_gamma, ema_decay=ema_decay, warmup_steps=warmup_steps, grad_accum=grad_accum,
         mixed_precision=mixed_precision, gradient_checkpointing=gradient_checkpointing, channels_last=channels_last,
         compile=compile, size=size, save_every=save_every, log_every=log_every, seed=seed, resume=resume,

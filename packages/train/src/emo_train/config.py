@@ -132,6 +132,10 @@ class RunOptions:
     """Run directory: checkpoints/, metrics.jsonl, tensorboard/."""
     max_steps: int = 1000
     """Optimizer steps to train to (a resumed run continues up to this step)."""
+    max_minutes: float | None = None
+    """Wall-time limit of this process's training loop (a job's time slot): after the first step
+    past it the run checkpoints and ends as if `max_steps` were reached (`summary.json` says
+    so); `--resume` continues to `max_steps`. None: no limit."""
     save_every: int = 500
     """Checkpoint every this many optimizer steps (and always at the end)."""
     log_every: int = 10
@@ -185,6 +189,7 @@ class TrainConfig:
         check(bool(self.data.shards), "--shards is required")
         check(bool(self.run.out), "--out is required")
         check(self.run.max_steps >= 1, "--max-steps must be >= 1")
+        check(self.run.max_minutes is None or self.run.max_minutes > 0, "--max-minutes must be > 0")
         check(self.run.save_every >= 1 and self.run.log_every >= 1, "--save-every and --log-every must be >= 1")
         check(self.optim.batch_size >= 1 and self.optim.grad_accum >= 1, "--batch-size and --grad-accum must be >= 1")
         check(self.optim.lr > 0, "--lr must be > 0")

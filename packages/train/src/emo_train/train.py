@@ -393,6 +393,7 @@ class Trainer:
         self.step = 0
         self.batches_consumed = 0  # micro-batches taken from the data stream: the resume position
         self.pending = {"loss_sum": 0.0, "count": 0}  # losses since the last metrics line
+        self.time_limited = False  # stopped by --max-minutes
         if resume_from is not None:
             state, rng = load_training_state(resume_from, self.optimizer, self.lr_scheduler)
             self.step = int(state["step"])
@@ -551,9 +552,7 @@ class Trainer:
         if self.rank == 0:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self._truncate_metrics()
-            from torch.utils.tensorboard import SummaryWriter
-
-            writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+            writer = tensorboard_writer(self.run_dir / "tensorboard")
             logger.info("stage %s: training %s (%d tensors)", stage_name(self.stage), self.trained_groups(), len(self.trainable))
         from tqdm.auto import tqdm
 
@@ -564,8 +563,9 @@ class Trainer:
         batches = self._batches()
         last_saved = self.step
         tick, samples_since = time.perf_counter(), 0
+        deadline = None if cfg.run.max_minutes is None else time.monotonic() + 60.0 * cfg.run.max_minutes
         try:
-            while self.step < cfg.run.max_steps:
+            while self.step < cfg.run.max_steps and not self.time_limited:
                 try:
                     loss = self.optimizer_step(batches)
                 except StopIteration:
@@ -585,13 +585,23 @@ class Trainer:
                 if self.step % cfg.run.save_every == 0 or self.step == cfg.run.max_steps:
                     self.save()
                     last_saved = self.step
+                self.time_limited = self._past(deadline)
         finally:
             progress.close()
             if writer is not None:
                 writer.close()
+        if self.time_limited and self.rank == 0:
+            logger.info("stage %s: --max-minutes %g reached at step %d of %d", stage_name(self.stage),
+                        cfg.run.max_minutes, self.step, cfg.run.max_steps)
         if last_saved != self.step:
             self.save()
         return self._summary()
+
+    def _past(self, deadline: float | None) -> bool:
+        """Whether the wall-time limit has passed, as every worker's decision (any of them past it)."""
+        if deadline is None:
+            return False
+        return self._all_reduce_sum([float(time.monotonic() >= deadline)])[0] > 0
 
     def _log(self, writer, samples_per_s: float, progress) -> None:
         counts = self.loader.dataset.counter.counts()
@@ -611,7 +621,8 @@ class Trainer:
         with open(self.run_dir / METRICS, "a") as out:
             out.write(json.dumps(record) + "\n")
         for name in ("loss", "lr", "samples_per_s", "skipped"):
-            writer.add_scalar(f"train/{name}", record[name], self.step)
+            if writer is not None:
+                writer.add_scalar(f"train/{name}", record[name], self.step)
         progress.set_postfix(loss=f"{record['loss']:.4f}", skipped=record["skipped"])
 
     def _truncate_metrics(self) -> None:
@@ -667,6 +678,7 @@ class Trainer:
             "step": self.step,
             "checkpoint": str(last_checkpoint(self.run_dir)) if self.rank == 0 else None,
             "world_size": self.world_size,
+            "time_limited": self.time_limited,  # stopped by --max-minutes before max_steps
             "weight_digests": digests,  # one per worker: identical in data-parallel training
             "skip_counts": self.loader.dataset.counter.counts(),
             **self.summary_extra(),
@@ -674,6 +686,17 @@ class Trainer:
         if self.rank == 0:
             (self.run_dir / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
         return summary
+
+
+def tensorboard_writer(folder: Path):
+    """TensorBoard's SummaryWriter on `folder`, or None with a warning where TensorBoard cannot be
+    imported (e.g. beside an older protobuf that MediaPipe needs): metrics.jsonl holds the same figures."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as err:
+        logger.warning("TensorBoard unavailable (%s); metrics go to metrics.jsonl only", err)
+        return None
+    return SummaryWriter(str(folder))
 
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
