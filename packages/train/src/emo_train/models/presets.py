@@ -1,5 +1,6 @@
-"""Model size presets: `tiny` (CPU tests and demo), `small` (learns on a CPU: the learning check)
-and `sd15` (full size, loads SD1.5 + AnimateDiff weights).
+"""Model size presets: `tiny` (CPU tests and demo), `small` (learns on a CPU: the learning check),
+`medium` (the learning check at 256 px on a GPU) and `sd15` (full size, loads SD1.5 + AnimateDiff
+weights).
 
 A preset holds the constructor arguments of each component; the audio attention is derived from
 the backbone (one layer per transformer block). All presets have the same architecture.
@@ -103,6 +104,38 @@ PRESETS: dict[str, EMOPreset] = {
         ),
         resolution=96,
         vae=_vae_config(block_out_channels=(16, 32, 64, 64), norm_num_groups=8, sample_size=96),
+    ),
+    # The learning check on a GPU (pipelines/learning_check_gpu.sh): 256 x 256 pixels, latents
+    # 4 x 32 x 32, `small`'s layout at twice the width with a fourth level (like SD1.5's); its own VAE.
+    "medium": EMOPreset(
+        unet=dict(
+            sample_size=32,
+            in_channels=4,
+            out_channels=4,
+            block_out_channels=(64, 128, 256, 256),
+            layers_per_block=1,
+            down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+            cross_attention_dim=128,
+            attention_head_dim=8,
+            norm_num_groups=16,
+        ),
+        temporal=dict(
+            block_out_channels=(64, 128, 256, 256),
+            layers_per_block=1,
+            num_attention_heads=8,
+            norm_num_groups=16,
+            max_seq_length=32,
+            num_motion_frames=4,
+            speed_embed_dim=128,
+        ),
+        face_locator=dict(block_out_channels=(16, 32, 64, 128), latent_channels=4),
+        audio_projection=dict(feature_shape=(320,), context_frames=2, hidden_dim=256, num_tokens=4, output_dim=128),
+        speed_encoder=dict(
+            centers=_SPEED_CENTERS, radii=(10.0,) * 10, context_frames=2, hidden_dim=128, num_tokens=2, embed_dim=128
+        ),
+        resolution=256,
+        vae=_vae_config(block_out_channels=(32, 64, 128, 128), norm_num_groups=16, sample_size=256),
     ),
     # runwayml/stable-diffusion-v1-5 unet/config.json; temporal layers as the AnimateDiff v1.5-2/v3
     # motion adapters (8 heads, 2 layers per block, mid block, 32 positions); wav2vec2-base
