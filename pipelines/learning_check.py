@@ -51,6 +51,11 @@ class Profile:
     long_seconds: float  # length of the long generation
     ddim_steps: int  # denoising steps per clip at generation
     guidance: float  # audio classifier-free guidance at generation
+    preset: str = "small"  # emo-train preset (--preset overrides)
+    synth_size: int = 256  # side of the synthetic set's frames (pixels)
+    minutes: dict[str, float] | None = None  # wall-time limit per stage (emo-train --max-minutes); steps cap it too
+    gpu: bool = False  # train on the GPU in bf16 (emo-train --gpu --mixed-precision bf16)
+    loader_workers: int = 0  # DataLoader processes of each training stage
     snr_gamma: float = 5.0  # Min-SNR loss weighting of the diffusion stages (faster convergence)
     speeds: tuple[float, float, float] = (0.0, 25.0, 50.0)  # still, medium, fast (deg/s)
     identities: tuple[str, ...] = ("astronaut", "grace_hopper", "carphone")
@@ -68,6 +73,16 @@ PROFILES = {
         lr={"vae": 1e-3, "1": 3e-4, "2": 3e-4, "3": 3e-4},
         generate_seconds=8.0, long_seconds=30.0, ddim_steps=20, guidance=3.0,
     ),
+    # a lent GPU (pipelines/learning_check_gpu.sh): 256 px, the medium preset, each stage for a
+    # fixed time; the set is made and annotated on the CPU beside it, the evaluation too
+    "gpu": Profile(
+        recordings=6, seconds=12.0, size=256, synth_size=512, preset="medium",
+        steps={"vae": 100_000, "1": 100_000, "2": 100_000, "3": 100_000},
+        minutes={"vae": 1.0, "1": 2.0, "2": 1.25, "3": 1.25},
+        batch={"vae": 16, "1": 32, "2": 8, "3": 8},
+        lr={"vae": 1e-3, "1": 3e-4, "2": 3e-4, "3": 3e-4},
+        generate_seconds=8.0, long_seconds=30.0, ddim_steps=20, guidance=3.0, gpu=True, loader_workers=6,
+    ),
     # the test suite's reduced run (about 4 minutes): every step and figure, too short to learn the
     # mouth or the head speed (that takes the full run: LEARNING.md)
     "quick": Profile(
@@ -82,20 +97,36 @@ PROFILES = {
 STAGES = ("vae", "1", "2", "3")
 
 
-def cli(name: str) -> str:
-    """A console script of this environment (emo-annotate, emo-train, emo-infer)."""
-    return str(Path(sys.executable).parent / name)
+CLI_MODULES = {"emo-annotate": "emo_annotate.cli", "emo-train": "emo_train.cli", "emo-infer": "emo_infer.cli"}
+
+
+def cli(name: str) -> list[str]:
+    """The command of a CLI (emo-annotate, emo-train, emo-infer) through this Python: also where
+    the packages are on PYTHONPATH rather than installed (a lent GPU machine)."""
+    return [sys.executable, "-m", CLI_MODULES[name]]
 
 
 @dataclass
 class Timer:
+    """Seconds per step, kept in `path` so that a run continued later (or split between
+    machines: learning_check_gpu.sh) reports every step, not only those of its last part."""
+
+    path: Path
     seconds: dict[str, float] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if self.path.is_file():
+            self.seconds = json.loads(self.path.read_text())
+
+    def add(self, name: str, seconds: float) -> None:
+        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
+        self.path.write_text(json.dumps(self.seconds, indent=2) + "\n")
+
     def run(self, name: str, command: list[str], env: dict | None = None) -> None:
-        print(f"[learning_check] {name}: {' '.join(Path(c).name if i == 0 else c for i, c in enumerate(command))}", flush=True)
+        print(f"[learning_check] {name}: {' '.join(command[2:])}", flush=True)
         start = time.perf_counter()
         subprocess.run(command, check=True, env=env)
-        self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+        self.add(name, time.perf_counter() - start)
 
 
 def one_thread_env() -> dict:
@@ -120,8 +151,8 @@ class HeldOut:
 def make_set(out: Path, profile: Profile, timer: Timer) -> Path:
     set_dir = out / "set"
     if not (set_dir / "set.json").is_file():
-        command = [cli("emo-annotate"), "synth", str(set_dir), "--recordings", str(profile.recordings),
-                   "--held-out", "2", "--seconds", str(profile.seconds), "--quiet"]
+        command = [*cli("emo-annotate"), "synth", str(set_dir), "--recordings", str(profile.recordings),
+                   "--held-out", "2", "--seconds", str(profile.seconds), "--size", str(profile.synth_size), "--quiet"]
         for identity in profile.identities:
             command += ["--identity", identity]
         timer.run("synth", command)
@@ -148,7 +179,7 @@ def synthetic_held_out(set_dir: Path, work: Path) -> HeldOut:
 def annotate(train_videos: Path, out: Path, profile: Profile, timer: Timer) -> Path:
     shards = out / "shards"
     if not (shards / "index.parquet").is_file():
-        timer.run("annotate", [cli("emo-annotate"), "run", str(train_videos), str(shards), "--size", str(profile.size),
+        timer.run("annotate", [*cli("emo-annotate"), "run", str(train_videos), str(shards), "--size", str(profile.size),
                                "--num-workers", "2", "--quiet"])
     return shards
 
@@ -157,12 +188,15 @@ def train(shards: Path, out: Path, profile: Profile, timer: Timer, preset: str) 
     previous: list[str] = []
     for stage in STAGES:
         run = out / "runs" / f"stage{stage}"
-        if not (run / "checkpoints" / "last").is_file():
+        if not (run / "summary.json").is_file():  # written when the stage has finished
             timer.run(f"train {stage}", [
-                cli("emo-train"), "--stage", stage, "--shards", str(shards), "--out", str(run), "--preset", preset,
+                *cli("emo-train"), "--stage", stage, "--shards", str(shards), "--out", str(run), "--preset", preset,
                 "--size", str(profile.size), "--max-steps", str(profile.steps[stage]),
+                *(["--max-minutes", str(profile.minutes[stage])] if profile.minutes else []),
+                *(["--gpu", "--mixed-precision", "bf16"] if profile.gpu else []),
                 "--batch-size", str(profile.batch[stage]), "--lr", str(profile.lr[stage]),
-                "--save-every", str(profile.steps[stage]), "--log-every", "50", "--loader-workers", "0", "--quiet",
+                "--save-every", str(profile.steps[stage]), "--log-every", "50",
+                "--loader-workers", str(profile.loader_workers), "--quiet",
                 # stages 1-3 share one latent cache: a frame is VAE-encoded once, not every step
                 *([] if stage == "vae" else ["--snr-gamma", str(profile.snr_gamma), "--latent-cache", str(out / "latents")]),
                 *previous,
@@ -206,9 +240,9 @@ def generation_jobs(held: HeldOut, work: Path, profile: Profile) -> list[Job]:
         Job("audio", audio, paired_speed),
         Job("control", cut_audio(held.control_audio, seconds, inputs / "control.wav"), paired_speed),
         Job("silence", cut_audio(None, seconds, inputs / "silence.wav"), paired_speed),
-        Job("long", cut_audio(held.audio, profile.long_seconds, inputs / "long.wav"), str(profile.speeds[1])),
     ]
     jobs += [Job(f"speed_{int(s)}", audio, str(s)) for s in profile.speeds]
+    jobs.append(Job("long", cut_audio(held.audio, profile.long_seconds, inputs / "long.wav"), str(profile.speeds[1])))
     return jobs
 
 
@@ -219,7 +253,7 @@ def generate(checkpoint: Path, held: HeldOut, jobs: list[Job], work: Path, profi
 
     def run(job: Job) -> None:
         timer.run(f"generate {job.name}", [
-            cli("emo-infer"), "--checkpoint", str(checkpoint), "--image", str(held.portrait), "--audio", str(job.audio),
+            *cli("emo-infer"), "--checkpoint", str(checkpoint), "--image", str(held.portrait), "--audio", str(job.audio),
             "--out", str(out / f"{job.name}.mp4"), "--speed", job.speed, "--steps", str(profile.ddim_steps),
             "--guidance", str(profile.guidance), "--quiet",
         ], env=one_thread_env())
@@ -227,32 +261,33 @@ def generate(checkpoint: Path, held: HeldOut, jobs: list[Job], work: Path, profi
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=2) as pool:
         list(pool.map(run, todo))
-    timer.seconds["generate (wall)"] = time.perf_counter() - start
+    timer.add("generate (wall)", time.perf_counter() - start)
 
 
 # -------------------------------------------------------------------------------- evaluation
 
 
-def real_in_generation_framing(held: HeldOut, checkpoint: Path, work: Path) -> Path | None:
+def real_in_generation_framing(held: HeldOut, shards: Path, size: int, work: Path) -> Path | None:
     """The real video cropped as the generations are (emo-infer's crop of the portrait, which is
-    that video's first frame's framing, at the checkpoint's size): paired metrics need the same
-    framing. None without a real video."""
+    that video's first frame's framing, with the crop scale of the shards trained on, at the
+    training size): paired metrics need the same framing. None without a real video."""
     if held.real is None:
         return None
     target = work / "inputs" / "real.mp4"
     if target.is_file():
         return target
     import av
+    from emo_annotate.config import ClipConfig
     from emo_annotate.crop import crop_square
     from emo_annotate.media import VideoWriter, read_audio
-    from emo_infer.checkpoint import open_checkpoint
     from emo_infer.portrait import prepare_portrait
+    from emo_train.data import annotation_settings, shard_sample_metadata
 
-    info = open_checkpoint(checkpoint)
-    portrait = prepare_portrait(held.portrait, info.train_size, info.crop_scale, 1.2)
+    crop_scale = annotation_settings(shard_sample_metadata(str(shards)))["crop_scale"] or ClipConfig().crop_scale
+    portrait = prepare_portrait(held.portrait, size, crop_scale, 1.2)
     with av.open(str(held.real)) as container, VideoWriter(target, 25.0, audio=read_audio(held.real)) as writer:
         for frame in container.decode(video=0):
-            writer.add(crop_square(frame.to_ndarray(format="rgb24"), portrait.crop, info.train_size))
+            writer.add(crop_square(frame.to_ndarray(format="rgb24"), portrait.crop, size))
     return target
 
 
@@ -270,7 +305,7 @@ def _one_thread() -> None:
     cv2.setNumThreads(1)
 
 
-def evaluate(held: HeldOut, real: Path | None, jobs: list[Job], work: Path, profile: Profile) -> dict[str, dict]:
+def evaluate(held: HeldOut, real: Path | None, jobs: list[Job], work: Path) -> dict[str, dict]:
     """`emo_eval.compare` of each generation (two processes side by side, one thread each); the
     mouth is always measured against the held-out audio's loudness (the control's own sound is
     another recording)."""
@@ -404,7 +439,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("data/learning_check"), help="work and report folder")
     parser.add_argument("--profile", choices=sorted(PROFILES), default="full")
-    parser.add_argument("--preset", default="small", help="emo-train preset (default small)")
+    parser.add_argument("--preset", help="emo-train preset (default: the profile's, small for full and quick)")
+    parser.add_argument("--stop-after", choices=("annotate", "generate"),
+                        help="end after this step (the next call with the same --out goes on from there)")
     parser.add_argument("--videos", type=Path, help="train on this folder of talking-head videos instead of the synthetic set")
     parser.add_argument("--portrait", type=Path, help="held-out portrait (with --videos: required)")
     parser.add_argument("--audio", type=Path, help="held-out recording (with --videos: required)")
@@ -413,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
     profile = PROFILES[args.profile]
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    timer = Timer()
+    timer = Timer(out / "timings.json")
     started = time.perf_counter()
 
     if args.videos is None:
@@ -431,13 +468,19 @@ def main(argv: list[str] | None = None) -> int:
         held = HeldOut(args.portrait, args.audio, args.control_audio or args.audio, None, None)
 
     shards = annotate(train_videos, out, profile, timer)
-    checkpoint = train(shards, out, profile, timer, args.preset)
+    if args.stop_after == "annotate":
+        timer.add("total", time.perf_counter() - started)
+        return 0
+    checkpoint = train(shards, out, profile, timer, args.preset or profile.preset)
     jobs = generation_jobs(held, out, profile)
     generate(checkpoint, held, jobs, out, profile, timer)
-    real = real_in_generation_framing(held, checkpoint, out)
+    if args.stop_after == "generate":
+        timer.add("total", time.perf_counter() - started)
+        return 0
+    real = real_in_generation_framing(held, shards, profile.size, out)
     started_eval = time.perf_counter()
-    reports = evaluate(held, real, jobs, out, profile)
-    timer.seconds["evaluate"] = time.perf_counter() - started_eval
+    reports = evaluate(held, real, jobs, out)
+    timer.add("evaluate", time.perf_counter() - started_eval)
     vae = json.loads((out / "runs" / "stagevae" / "summary.json").read_text())
     measured = figures(reports, profile, vae)
     result = {
@@ -445,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": asdict(profile),
         "figures": measured,
         "verdicts": verdicts(measured, profile),
-        "seconds": {**timer.seconds, "total": time.perf_counter() - started},
+        "seconds": {**timer.seconds, "total": timer.seconds.get("total", 0.0) + time.perf_counter() - started},
     }
     frame_strip(held, out, profile.size)
     (out / "report.json").write_text(json.dumps(result, indent=2) + "\n")
