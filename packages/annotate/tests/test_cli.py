@@ -6,6 +6,8 @@ import subprocess
 import sys
 
 import pytest
+from emo_annotate.config import AnnotateConfig
+from emo_annotate.errors import ConfigError
 
 
 def emo(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -34,6 +36,21 @@ def test_bad_input_is_one_line_and_exit_1(args, message, tmp_path):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 1
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(x264_preset="quick"), "--x264-preset must be one of ultrafast"),
+    (dict(size=100), "--size must be a multiple of 16"),
+    (dict(landmarks="dlib"), "--landmarks must be mediapipe or fan"),
+    (dict(crf=60), "crf must be in 0..51"),
+])
+def test_python_callers_get_the_cli_errors(options, message):
+    """AnnotateConfig checks its own values, so the Python API refuses what the CLI refuses, with
+    the same message, before any work starts; a stored config still round-trips."""
+    with pytest.raises(ConfigError, match=message):
+        AnnotateConfig(**options)
+    cfg = AnnotateConfig(x264_preset="superfast", size=256)
+    assert AnnotateConfig.from_dict(cfg.to_dict()) == cfg
 
 
 def test_output_that_is_a_file_or_foreign_dir_is_not_touched(tmp_path, media_dir):

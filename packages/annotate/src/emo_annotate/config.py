@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
+
+from .errors import ConfigError
 
 AudioFeatureKind = Literal["mel", "wav2vec2"]
 LandmarkBackend = Literal["mediapipe", "fan"]
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+"""libx264's speed presets, fastest first."""
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,25 @@ class AnnotateConfig:
     clip: ClipConfig = field(default_factory=ClipConfig)
     mel: MelConfig = field(default_factory=MelConfig)
     wav2vec2: Wav2Vec2Config = field(default_factory=Wav2Vec2Config)
+
+    def __post_init__(self) -> None:
+        """Values the encoder, the detectors or the planner cannot take are refused here, so a
+        Python caller gets the same one-line error as the CLI, not a failure deep in a worker."""
+        checks = (
+            (self.size >= 16 and self.size % 16 == 0, f"--size must be a multiple of 16 (H.264 macroblocks), not {self.size}"),
+            (self.fps > 0, f"--fps must be > 0, not {self.fps}"),
+            (self.audio_features in get_args(AudioFeatureKind),
+             f"--audio-features must be mel or wav2vec2, not {self.audio_features!r}"),
+            (self.landmarks in get_args(LandmarkBackend), f"--landmarks must be mediapipe or fan, not {self.landmarks!r}"),
+            (self.x264_preset in X264_PRESETS,
+             f"--x264-preset must be one of {', '.join(X264_PRESETS)}, not {self.x264_preset!r}"),
+            (0 <= self.crf <= 51, f"crf must be in 0..51 (libx264), not {self.crf}"),
+            (self.shard_size >= 1 and self.videos_per_task >= 1 and self.detect_every >= 1,
+             "--shard-size, --videos-per-task and detect_every must be >= 1"),
+        )
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -8,6 +8,10 @@ class AnnotateError(Exception):
     """Base of every user-facing error."""
 
 
+class ConfigError(AnnotateError):
+    """An option value outside what it can be (`AnnotateConfig`), named by its CLI flag."""
+
+
 class RunError(AnnotateError):
     """A user mistake or unusable input/output directory."""
 
