@@ -16,21 +16,7 @@ if [[ "${1:-}" == "--prepare-wheels" ]]; then
     # the packages gpu_check.py needs beyond the device image (it has torch, not these), at the project's pins
     exclude="$(git rev-parse --git-path info/exclude)"  # .git is a file in a worktree
     grep -qx '/.whl/' "$exclude" 2>/dev/null || echo '/.whl/' >> "$exclude"
-    pins=$(python3 - <<'EOF'
-import re, tomllib
-pins = tomllib.load(open("pyproject.toml", "rb"))["tool"]["uv"]["constraint-dependencies"]
-wanted = {"diffusers", "av", "webdataset", "braceexpand", "importlib-metadata", "lazy-importer"}
-for pin in pins:
-    name = re.split(r"[=<>; ]", pin, 1)[0]
-    if name in wanted and ("python_full_version" not in pin or ">= '3.12'" in pin):
-        print(pin.split(";")[0].strip())
-EOF
-)
-    # shellcheck disable=SC2086
-    python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-        --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-        -d .whl $pins
-    du -sh .whl
+    python3 pipelines/device_wheels.py .whl --for gpu_check
     exit 0
 fi
 
