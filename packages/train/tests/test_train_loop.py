@@ -154,6 +154,7 @@ def test_max_minutes_checkpoints_where_time_runs_out_and_resume_goes_on(train_sh
     done = train(make_config(train_shards, out, max_steps=3, save_every=50, resume=True))
     assert done["step"] == 3 and done["time_limited"] is False
     assert [m["step"] for m in metrics(out)] == [1, 2, 3]
+    assert all(0.0 <= m["data_wait"] <= 1.0 for m in metrics(out))  # share of the wall time spent on the loader
 
 
 def test_training_goes_on_without_tensorboard(train_shards, tmp_path, monkeypatch, caplog):

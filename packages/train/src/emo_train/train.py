@@ -394,6 +394,7 @@ class Trainer:
         self.batches_consumed = 0  # micro-batches taken from the data stream: the resume position
         self.pending = {"loss_sum": 0.0, "count": 0}  # losses since the last metrics line
         self.time_limited = False  # stopped by --max-minutes
+        self.data_wait_seconds = 0.0  # waiting for the loader since the last metrics line
         if resume_from is not None:
             state, rng = load_training_state(resume_from, self.optimizer, self.lr_scheduler)
             self.step = int(state["step"])
@@ -511,7 +512,9 @@ class Trainer:
         accum = self.cfg.optim.grad_accum
         total = 0.0
         for micro in range(accum):
+            waited = time.perf_counter()
             batch = next(batches)
+            self.data_wait_seconds += time.perf_counter() - waited
             self.batches_consumed += 1
             sync = micro == accum - 1 or not isinstance(self.net, torch.nn.parallel.DistributedDataParallel)
             with contextlib.nullcontext() if sync else self.net.no_sync():
@@ -580,7 +583,8 @@ class Trainer:
                 progress.update(1)
                 if self.step % cfg.run.log_every == 0 or self.step == cfg.run.max_steps:
                     elapsed = time.perf_counter() - tick
-                    self._log(writer, samples_since / max(elapsed, 1e-9), progress)
+                    self._log(writer, samples_since / max(elapsed, 1e-9), self.data_wait_seconds / max(elapsed, 1e-9), progress)
+                    self.data_wait_seconds = 0.0
                     tick, samples_since = time.perf_counter(), 0
                 if self.step % cfg.run.save_every == 0 or self.step == cfg.run.max_steps:
                     self.save()
@@ -603,7 +607,7 @@ class Trainer:
             return False
         return self._all_reduce_sum([float(time.monotonic() >= deadline)])[0] > 0
 
-    def _log(self, writer, samples_per_s: float, progress) -> None:
+    def _log(self, writer, samples_per_s: float, data_wait: float, progress) -> None:
         counts = self.loader.dataset.counter.counts()
         skipped = sum(n for reason, n in counts.items() if reason != "yielded")
         loss_sum, count, skipped = self._all_reduce_sum([self.pending["loss_sum"], self.pending["count"], skipped])
@@ -615,12 +619,13 @@ class Trainer:
             "loss": loss_sum / max(count, 1),
             "lr": self.lr_scheduler.get_last_lr()[0],
             "samples_per_s": samples_per_s,
+            "data_wait": data_wait,  # fraction of the wall time spent waiting for batches (input-bound near 1)
             "skipped": int(skipped),  # samples skipped so far (corrupt / too short), all workers
             "skipped_by_reason": {r: n for r, n in counts.items() if r != "yielded" and n},  # this worker
         }
         with open(self.run_dir / METRICS, "a") as out:
             out.write(json.dumps(record) + "\n")
-        for name in ("loss", "lr", "samples_per_s", "skipped"):
+        for name in ("loss", "lr", "samples_per_s", "data_wait", "skipped"):
             if writer is not None:
                 writer.add_scalar(f"train/{name}", record[name], self.step)
         progress.set_postfix(loss=f"{record['loss']:.4f}", skipped=record["skipped"])
