@@ -14,10 +14,12 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import av
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 VERDICTS = {"vae", "audio_moves_the_mouth", "silence_keeps_it_closed", "speed_moves_the_head"}
@@ -63,3 +65,38 @@ def test_every_generation_is_made_and_every_question_answered(quick_run):
     assert report["figures"]["mouth"]["corr_real"] > 0.5
     assert (out / "strip.png").is_file()
     assert {"synth", "annotate", "train vae", "train 3", "generate (wall)", "total"} <= set(report["seconds"])
+
+
+@pytest.mark.slow
+def test_the_gpu_split_packs_shards_the_trainer_reads_alike(quick_run, tmp_path):
+    """learning_check_gpu.py pack (what travels to a lent GPU): the held-out inputs, and shards
+    without the members the trainer does not read, every other member unchanged; the trainer's
+    batches from them are the same as from the annotator's shards."""
+    from emo_train.data import DataConfig, make_dataloader
+
+    out, _, _ = quick_run
+    payload = tmp_path / "payload"
+    subprocess.run([sys.executable, str(ROOT / "pipelines" / "learning_check_gpu.py"), "pack", str(out), str(payload)],
+                   check=True, capture_output=True)
+    originals = sorted((out / "shards" / "shards").glob("*.tar"))
+    assert originals and [p.name for p in sorted((payload / "shards" / "shards").glob("*.tar"))] == [p.name for p in originals]
+    for original in originals:
+        with tarfile.open(original) as a, tarfile.open(payload / "shards" / "shards" / original.name) as b:
+            kept = {m.name: a.extractfile(m).read() for m in a if not m.name.endswith((".lmk.npy", ".wav"))}
+            assert {m.name: b.extractfile(m).read() for m in b} == kept
+    for path in ("set/set.json", "timings.json", "shards/index.parquet"):
+        assert (payload / path).is_file(), path
+
+    def batches(shards: Path, stage: int) -> list[dict]:
+        cfg = DataConfig(shards=str(shards), stage=stage, size=64, shuffle_buffer=0, seed=0)
+        loader = iter(make_dataloader(cfg, batch_size=2, num_workers=0))
+        return [next(loader) for _ in range(2)]
+
+    for stage in (1, 3):
+        for a, b in zip(batches(out / "shards", stage), batches(payload / "shards", stage)):
+            assert a.keys() == b.keys()
+            for key, value in a.items():
+                if isinstance(value, torch.Tensor):
+                    assert torch.equal(value, b[key]), (stage, key)
+                else:
+                    assert value == b[key], (stage, key)
