@@ -51,6 +51,7 @@ class Profile:
     long_seconds: float  # length of the long generation
     ddim_steps: int  # denoising steps per clip at generation
     guidance: float  # audio classifier-free guidance at generation
+    speed_guidance: float = 3.0  # head-speed guidance at generation (emo-infer --speed-guidance; 1: off)
     preset: str = "small"  # emo-train preset (--preset overrides)
     synth_size: int = 256  # side of the synthetic set's frames (pixels)
     minutes: dict[str, float] | None = None  # wall-time limit per stage (emo-train --max-minutes); steps cap it too
@@ -255,7 +256,7 @@ def generate(checkpoint: Path, held: HeldOut, jobs: list[Job], work: Path, profi
         timer.run(f"generate {job.name}", [
             *cli("emo-infer"), "--checkpoint", str(checkpoint), "--image", str(held.portrait), "--audio", str(job.audio),
             "--out", str(out / f"{job.name}.mp4"), "--speed", job.speed, "--steps", str(profile.ddim_steps),
-            "--guidance", str(profile.guidance), "--quiet",
+            "--guidance", str(profile.guidance), "--speed-guidance", str(profile.speed_guidance), "--quiet",
         ], env=one_thread_env())
 
     start = time.perf_counter()

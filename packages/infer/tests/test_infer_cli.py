@@ -38,7 +38,7 @@ def no_weights(monkeypatch):
 def test_help():
     result = subprocess.run([sys.executable, "-m", "emo_infer.cli", "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0
-    for option in ("--checkpoint", "--image", "--audio", "--out", "--speed", "--steps", "--guidance", "--seed",
+    for option in ("--checkpoint", "--image", "--audio", "--out", "--speed", "--steps", "--guidance", "--speed-guidance", "--seed",
                    "--size", "--device", "--dtype", "--motion-frames", "--frames-per-clip", "--audio-encoder"):
         assert option in result.stdout
 
@@ -90,6 +90,9 @@ def bad_cases(assets, no_face, tmp_path):
         "more steps than the noise schedule": ({"--steps": "5000"}, "at most 1000"),
         "unknown option": ({"--colour": "red"}, "No such option"),
         "stage 3 never trained without speed": ({"--checkpoint": always_speed}, "pass --speed"),
+        "speed guidance without speed dropout": ({"--checkpoint": always_speed, "--speed": "10", "--speed-guidance": "3"},
+                                                 "trained with speed dropout"),
+        "negative speed guidance": ({"--speed-guidance": "-1"}, "Invalid value"),
     }, good
 
 

@@ -129,9 +129,11 @@ def test_audio_formats(assets, tmp_path, container):
     assert abs(len(read_audio(out)) / AUDIO_RATE - len(frames) / FPS) <= 1 / FPS
 
 
-def test_each_clip_gets_its_audio_speed_mask_and_guidance(assets):
+@pytest.mark.parametrize("speed_guidance", [1.0, 2.0])
+def test_each_clip_gets_its_audio_speed_mask_and_guidance(assets, speed_guidance):
     """Inside the sampler: per denoising call the batch is [no audio, audio] with the clip's own
-    audio windows, speeds and the face mask; the scheduler gets uncond + g * (cond - uncond)."""
+    audio windows, speeds and the face mask; the scheduler gets uncond + g * (cond - uncond).
+    With speed guidance a third entry [audio, speed dropped] adds (s - 1) * (cond - no_speed)."""
     from emo_infer.pipeline import _pad_frames
     from emo_train.models.windows import frame_windows
 
@@ -141,9 +143,9 @@ def test_each_clip_gets_its_audio_speed_mask_and_guidance(assets):
     calls, steps_taken = [], []
     denoise, step = model.denoise, scheduler.step
 
-    def recording_denoise(latents, t, reference, audio, mask, speed):
-        noise = denoise(latents, t, reference, audio, mask, speed)
-        calls.append({"audio": audio, "mask": mask, "speed": speed, "noise": noise})
+    def recording_denoise(latents, t, reference, audio, mask, speed, keep_speed=None):
+        noise = denoise(latents, t, reference, audio, mask, speed, keep_speed=keep_speed)
+        calls.append({"audio": audio, "mask": mask, "speed": speed, "keep_speed": keep_speed, "noise": noise})
         return noise
 
     def recording_step(noise, t, latents, **kwargs):
@@ -158,20 +160,31 @@ def test_each_clip_gets_its_audio_speed_mask_and_guidance(assets):
     mask[10:50, 12:52] = 255
     guidance = 2.5
     list(pipeline.generate(samples.astronaut_image()[::8, ::8].copy(), mask, features, speed, 20, steps=2,
-                           guidance=guidance, progress=False))
+                           guidance=guidance, speed_guidance=speed_guidance, progress=False))
 
+    halves = 3 if speed_guidance != 1.0 else 2
     assert len(calls) == len(steps_taken) == 2 * 2
     windows = frame_windows(torch.from_numpy(_pad_frames(features, 24).astype(np.float32))[None], 2)[0]
     for index, call in enumerate(calls):
         frames = slice(12 * (index // 2), 12 * (index // 2 + 1))
+        assert len(call["audio"]) == halves
         assert torch.count_nonzero(call["audio"][0]) == 0  # unconditional half: audio dropped
-        torch.testing.assert_close(call["audio"][1], windows[frames])  # this clip's own windows
+        for half in range(1, halves):
+            torch.testing.assert_close(call["audio"][half], windows[frames])  # this clip's own windows
         expected_speed = torch.from_numpy(_pad_frames(speed, 24)[frames])
-        torch.testing.assert_close(call["speed"], torch.stack([expected_speed, expected_speed]))
+        torch.testing.assert_close(call["speed"], torch.stack([expected_speed] * halves))
         torch.testing.assert_close(call["mask"][0, 0], torch.from_numpy(mask / 255.0).float())
-        assert torch.equal(call["mask"][0], call["mask"][1])
-        unconditional, conditional = call["noise"].chunk(2)
-        torch.testing.assert_close(steps_taken[index], unconditional + guidance * (conditional - unconditional))
+        assert all(torch.equal(call["mask"][0], m) for m in call["mask"])
+        if halves == 2:
+            assert call["keep_speed"] is None
+            unconditional, conditional = call["noise"].chunk(2)
+            expected = unconditional + guidance * (conditional - unconditional)
+        else:
+            assert call["keep_speed"].tolist() == [1.0, 1.0, 0.0]  # the third entry: speed dropped
+            unconditional, conditional, no_speed = call["noise"].chunk(3)
+            expected = (unconditional + guidance * (conditional - unconditional)
+                        + (speed_guidance - 1.0) * (conditional - no_speed))
+        torch.testing.assert_close(steps_taken[index], expected)
     # frames after the audio's end repeat its last frame (what a training clip's end sees)
     centre = windows[:, 2]  # (24, 320): each frame's own features
     assert torch.equal(centre[20:], centre[19:20].expand(4, -1))

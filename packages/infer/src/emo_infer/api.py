@@ -115,6 +115,12 @@ def _check_conditioning(cfg: InferConfig, info, has_speed: bool) -> None:
                        "the video will not follow the audio (use the stage-3 run)", info.stage)
     if has_speed and info.stage < 3:
         logger.warning("the checkpoint is from stage %d: its speed layers are untrained, --speed has no learnt effect", info.stage)
+    if cfg.speed_guidance != 1.0:
+        if not has_speed:
+            logger.warning("--speed-guidance has no effect without --speed")
+        elif info.stage == 3 and info.drop_speed == 0:
+            raise InferError("--speed-guidance needs a stage-3 checkpoint trained with speed dropout (its speed-free "
+                             "prediction); this one was trained with a speed on every clip")
     if not has_speed and info.stage == 3 and info.drop_speed == 0:
         # its temporal layers never ran without speed tokens: that input is out of distribution
         raise InferError("this stage-3 checkpoint was trained with a head speed on every clip: pass --speed "
@@ -162,7 +168,7 @@ def generate(cfg: InferConfig | None = None, **options) -> GenerationResult:
 
     frames = pipeline.generate(
         inputs.portrait.pixels, inputs.portrait.mask, features, inputs.speed, inputs.driving.num_frames,
-        steps=cfg.steps, guidance=cfg.guidance, seed=cfg.seed, frames_per_clip=cfg.frames_per_clip,
+        steps=cfg.steps, guidance=cfg.guidance, speed_guidance=cfg.speed_guidance, seed=cfg.seed, frames_per_clip=cfg.frames_per_clip,
         motion_frames=cfg.motion_frames, progress=cfg.progress,
     )
     driving = inputs.driving

@@ -33,6 +33,10 @@ class InferConfig:
     """DDIM denoising steps per clip (EMO uses 40)."""
     guidance: float = 3.5
     """Classifier-free guidance scale on the audio (1: no guidance, half the compute)."""
+    speed_guidance: float = 1.0
+    """Classifier-free guidance scale on the head speed (1: off): above 1 the head follows the
+    requested speed more closely than the model alone, for 1.5x the compute. Needs a stage-3
+    checkpoint trained with speed dropout (the model's speed-free prediction) and a `speed`."""
     seed: int = 0
     """Seeds the initial noise of every clip: the same seed gives the same video."""
     size: int | None = None
@@ -70,6 +74,7 @@ class InferConfig:
 
         check(self.steps >= 1, "--steps must be >= 1")
         check(self.guidance >= 0, "--guidance must be >= 0")
+        check(self.speed_guidance >= 0, "--speed-guidance must be >= 0")
         check(self.frames_per_clip >= 1, "--frames-per-clip must be >= 1")
         check(1 <= self.motion_frames <= self.frames_per_clip, "--motion-frames must be between 1 and --frames-per-clip")
         check(self.size is None or (self.size >= 8 and self.size % 8 == 0), "--size must be a multiple of 8")

@@ -101,6 +101,7 @@ class EMOPipeline:
         num_frames: int,  # N: frames to output
         steps: int = 40,
         guidance: float = 3.5,
+        speed_guidance: float = 1.0,
         seed: int = 0,
         frames_per_clip: int = 12,
         motion_frames: int = 4,
@@ -122,7 +123,7 @@ class EMOPipeline:
         size = reference.shape[0]
         latent_shape = (1, model.backbone.config.in_channels, f, size // 8, size // 8)
         face_mask = torch.from_numpy(mask.astype(np.float32) / 255.0)[None, None].to(device, dtype)  # (1, 1, S, S)
-        use_guidance = guidance != 1.0
+        halves = guidance_halves(guidance, speed_guidance, speed is not None)
         generator = torch.Generator("cpu").manual_seed(seed)
 
         with timings.measure("vae_encode", device):
@@ -131,8 +132,8 @@ class EMOPipeline:
             features = model.encode_reference(reference_latent)  # zero motion features: the first clip
         if n != model.temporal.config.num_motion_frames:
             features = _zero_motion(features, n)
-        # [no audio, audio] halves share the reference: repeated once per video, motion per clip
-        batch_attention = _repeated(features.attention, 2) if use_guidance else None
+        # the guidance halves share the reference: repeated once per video, motion per clip
+        batch_attention = _repeated(features.attention, halves) if halves > 1 else None
 
         bar = tqdm(total=clips * steps, desc="generating", unit="step", disable=not progress)
         try:
@@ -147,7 +148,8 @@ class EMOPipeline:
                 audio = _clip_windows(audio_features, frames, context).to(device, dtype)  # (1, f, 2m+1, *shape)
                 clip_speed = None if speed is None else torch.from_numpy(speed[frames])[None].to(device)
                 noise = torch.randn(latent_shape, generator=generator)
-                latents = self.denoise_clip(noise, features, batch_attention, audio, face_mask, clip_speed, steps, guidance, bar)
+                latents = self.denoise_clip(noise, features, batch_attention, audio, face_mask, clip_speed, steps, guidance,
+                                            speed_guidance, bar)
                 with timings.measure("vae_decode", device):
                     pixels = self.decode(latents)  # (f, S, S, 3)
                 keep = min(f, num_frames - clip * f)
@@ -166,26 +168,35 @@ class EMOPipeline:
         speed: torch.Tensor | None,  # (1, f)
         steps: int,
         guidance: float,
+        speed_guidance: float = 1.0,
         bar=None,
     ) -> torch.Tensor:
-        """DDIM over one clip; with guidance each step is one batch [no audio, audio] and the
-        prediction is uncond + guidance * (cond - uncond). Returns the clean latents (1, 4, f, h, w)."""
+        """DDIM over one clip. With guidance each step is one batch [no audio, audio] and the
+        prediction is uncond + guidance * (cond - uncond); with speed guidance too, a third half
+        [audio, no speed] adds (speed_guidance - 1) * (cond - no_speed), which pushes the head
+        further towards the requested speed than the model alone does. Returns the clean latents
+        (1, 4, f, h, w)."""
         model, device, dtype = self.model, self.device, self.dtype
-        use_guidance = batch_attention is not None
-        if use_guidance:  # one batch: [no audio, audio]
-            features = ReferenceFeatures(batch_attention, _repeated(features.motion, 2))
-            audio = torch.cat([torch.zeros_like(audio), audio])
-            speed = None if speed is None else speed.repeat(2, 1)
-            face_mask = face_mask.repeat(2, 1, 1, 1)
+        halves = guidance_halves(guidance, speed_guidance, speed is not None)
+        keep_speed = None
+        if halves > 1:  # one batch: [no audio, audio] (+ [audio, no speed])
+            features = ReferenceFeatures(batch_attention, _repeated(features.motion, halves))
+            audio = torch.cat([torch.zeros_like(audio), audio, audio][:halves])
+            speed = None if speed is None else speed.repeat(halves, 1)
+            face_mask = face_mask.repeat(halves, 1, 1, 1)
+            if halves == 3:
+                keep_speed = torch.tensor([1.0, 1.0, 0.0], device=device)
         self.scheduler.set_timesteps(steps, device=device)
         latents = noise.to(device, dtype) * self.scheduler.init_noise_sigma
         for t in self.scheduler.timesteps:
-            model_input = torch.cat([latents] * 2) if use_guidance else latents
+            model_input = torch.cat([latents] * halves) if halves > 1 else latents
             with self.timings.measure("denoise", device):
-                prediction = model.denoise(model_input, t, features, audio, face_mask, speed)
-            if use_guidance:
-                unconditional, conditional = prediction.chunk(2)
+                prediction = model.denoise(model_input, t, features, audio, face_mask, speed, keep_speed=keep_speed)
+            if halves > 1:
+                unconditional, conditional, *no_speed = prediction.chunk(halves)
                 prediction = unconditional + guidance * (conditional - unconditional)
+                if no_speed:
+                    prediction = prediction + (speed_guidance - 1.0) * (conditional - no_speed[0])
             latents = self.scheduler.step(prediction, t, latents).prev_sample
             if bar is not None:
                 bar.update(1)
@@ -219,6 +230,14 @@ def clip_count(num_frames: int, frames_per_clip: int) -> int:
 def repeat_batch(features: ReferenceFeatures, times: int) -> ReferenceFeatures:
     """The features `times` over along the batch axis (for batched guidance)."""
     return ReferenceFeatures(_repeated(features.attention, times), _repeated(features.motion, times))
+
+
+def guidance_halves(guidance: float, speed_guidance: float, has_speed: bool) -> int:
+    """Batch entries per denoising step: 1 without guidance, 2 with the audio's ([no audio,
+    audio]), 3 with speed guidance on a given speed ([no audio, audio, audio without speed])."""
+    if speed_guidance != 1.0 and has_speed:
+        return 3
+    return 2 if guidance != 1.0 else 1
 
 
 def _repeated(tensors: dict[str, torch.Tensor], times: int) -> dict[str, torch.Tensor]:
