@@ -1,11 +1,12 @@
 """Clip-by-clip generation: the reference through the ReferenceNet once per video, each clip's
-motion frames once per clip, DDIM with audio classifier-free guidance, VAE decoding per clip.
+motion frames once per clip, DDIM with classifier-free guidance on the audio (and optionally the
+head speed), VAE decoding per clip.
 
     portrait (S, S, 3) --VAE--> reference latent --ReferenceNet--> reference attention features
     for each clip of f frames:
         motion = the previous clip's last n frames --VAE--> latents --ReferenceNet--> motion features
                  (zeros for the first clip)
-        noise (1, 4, f, S/8, S/8) --DDIM x steps: EMOModel.denoise [uncond | cond]--> latents --VAE--> frames
+        noise (1, 4, f, S/8, S/8) --DDIM x steps: EMOModel.denoise [uncond | cond (| no speed)]--> latents --VAE--> frames
 
 Motion frames are re-encoded from the decoded pixels, as training encodes real frames, rather
 than taken as the previous clip's raw final latents (BENCHMARKS.md has the measurement).
