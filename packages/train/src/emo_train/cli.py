@@ -19,7 +19,7 @@ app = make_app(
 Stage = Annotated[Optional[str], typer.Option(help="Training stage: vae (the preset's own VAE), 1, 2 or 3.")]
 Shards = Annotated[Optional[str], typer.Option(help="Annotator output dir, shard dir, pattern or URL.")]
 Out = Annotated[Optional[Path], typer.Option(help="Run directory (checkpoints/, metrics.jsonl, tensorboard/).")]
-Preset = Annotated[Optional[str], typer.Option(help="Model size: tiny | small | sd15.")]
+Preset = Annotated[Optional[str], typer.Option(help="Model size: tiny | small | medium | sd15.")]
 InitFrom = Annotated[Optional[str], typer.Option(help="Checkpoint dir (or run dir) of the previous stage (stage 1: a VAE run).")]
 BaseModel = Annotated[Optional[str], typer.Option(help="SD1.5 diffusers folder or hub id (unet/, vae/).")]
 MotionAdapter = Annotated[Optional[str], typer.Option(help="AnimateDiff MotionAdapter folder or hub id.")]
@@ -49,7 +49,7 @@ def main_command(
     gradient_checkpointing: Annotated[Optional[bool], typer.Option("--gradient-checkpointing", help="Recompute activations in backward: much less memory, one more forward.")] = None,
     channels_last: Annotated[Optional[bool], typer.Option("--channels-last", help="Channels-last convolutions (GPU tensor cores).")] = None,
     compile: Annotated[Optional[bool], typer.Option("--compile", help="torch.compile the repeated blocks.")] = None,
-    size: Annotated[Optional[int], typer.Option(help="Training resolution (default: the preset's: tiny 64, small 96, sd15 512).", min=8)] = None,
+    size: Annotated[Optional[int], typer.Option(help="Training resolution (default: the preset's: tiny 64, small 96, medium 256, sd15 512).", min=8)] = None,
     save_every: Annotated[Optional[int], typer.Option(help="Checkpoint every N steps.", min=1)] = None,
     log_every: Annotated[Optional[int], typer.Option(help="Metrics line every N steps.", min=1)] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
