@@ -63,6 +63,28 @@ def test_cli_compare_writes_the_report(small_set, tmp_path, monkeypatch, capsys)
     assert not (out / ".staging").exists()
 
 
+
+def test_identity_none_skips_only_the_identity_metrics(small_set, tmp_path, monkeypatch, capsys):
+    """--identity none (the fast mode): F-SIM, CSIM and the identity drift are reported skipped,
+    every other figure is the one the full comparison gives."""
+    reports = {}
+    for backend in ("dlib", "none"):
+        out = tmp_path / backend
+        code, _, _ = run_cli(monkeypatch, capsys, "compare", small_set / "generated", "--real", small_set / "real",
+                             "--portraits", small_set / "portraits", "--identity", backend, "--no-fid", "--out", out, "--quiet")
+        assert code == 0
+        reports[backend] = json.loads((out / "report.json").read_text())
+    full, fast = (reports[b]["videos"]["a"]["metrics"] for b in ("dlib", "none"))
+    assert full["generated"]["fsim"] > 0.8 and full["paired"]["csim"] > 0.8
+    assert fast["generated"].get("fsim") is None and fast["paired"].get("csim") is None
+    assert fast["generated"].get("identity_first_last") is None
+    for name in ("fsim", "csim"):
+        assert reports["none"]["metrics"][name] == {**reports["none"]["metrics"][name], "status": "skipped"}
+        assert "--identity none" in reports["none"]["metrics"][name]["reason"]
+    for group in ("generated", "paired"):
+        others = {k: v for k, v in full[group].items() if k not in ("fsim", "csim", "identity_first_last", "identity_frames")}
+        assert {k: fast[group].get(k) for k in others} == others, group
+
 def bad_cases(root, tmp_path):
     syncnet_text = tmp_path / "syncnet_v2.model"
     syncnet_text.write_text("not weights")

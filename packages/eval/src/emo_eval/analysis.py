@@ -44,6 +44,8 @@ class Tools:
 
         tools = cls(cfg)
         tools.embedder = make_embedder(cfg.identity, cfg.arcface)
+        if tools.embedder is None:
+            tools.skipped["fsim"] = tools.skipped["csim"] = "turned off (--identity none)"
         if cfg.fid:
             try:
                 tools.inception = InceptionFeatures(cfg.device)

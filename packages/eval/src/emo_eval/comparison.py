@@ -82,7 +82,7 @@ def prepare(item: VideoItem, tools: Tools) -> Conditioning:
         tracker.reset()
         if landmarks is None:
             raise EvalError(f"--portraits: no face found in {item.portrait}")
-        embedding = tools.embedder.embed(rgb, landmarks)
+        embedding = tools.embedder.embed(rgb, landmarks) if tools.embedder is not None else None
         rgb = thumbnail(rgb)
     return Conditioning(audio, source, rgb, embedding)
 

@@ -129,7 +129,10 @@ class ArcFaceEmbedder:
         }
 
 
-def make_embedder(backend: str, arcface: Path | None = None) -> Embedder:
+def make_embedder(backend: str, arcface: Path | None = None) -> Embedder | None:
+    """The embedder of `backend` (dlib, arcface); None for `none` (no identity metrics)."""
+    if backend == "none":
+        return None
     if backend == "arcface":
         if arcface is None:
             raise EvalError("--identity arcface needs --arcface PATH")
