@@ -80,13 +80,27 @@ def write_rows(path: Path, rows: list[dict]) -> None:
         pq.write_table(to_table(rows), tmp)
 
 
-def read_parts(parts: list[Path]) -> pa.Table:
-    """Unit index parts concatenated in unit order (read in parallel: a run has tens of thousands)."""
-    import pyarrow.dataset as ds  # the driver's only: it imports pandas, seconds a worker would not need
+PARTS_PER_CHUNK = 256  # unit parts read before they are combined into one chunk
 
-    if not parts:
-        return SCHEMA.empty_table()
-    return ds.dataset([str(p) for p in sorted(parts)], schema=SCHEMA, format="parquet").to_table()
+
+def read_parts(parts: list[Path]) -> pa.Table:
+    """Unit index parts concatenated in unit order, as few chunks as the parts / PARTS_PER_CHUNK.
+
+    A run has tens of thousands of parts of a few rows each. Read one file at a time and combined
+    as it goes, they cost the driver about 11 KB of memory each; a pyarrow dataset scan of all of
+    them at once held about 68 KB each (1.7 GB at 25,000 units) and left a table of as many chunks.
+    """
+    chunks, pending = [], []
+    for path in sorted(parts):
+        with pq.ParquetFile(path) as part:
+            table = part.read()
+        pending.append(table if table.schema == SCHEMA else table.cast(SCHEMA))
+        if len(pending) == PARTS_PER_CHUNK:
+            chunks.append(pa.concat_tables(pending).combine_chunks())
+            pending = []
+    if pending:
+        chunks.append(pa.concat_tables(pending).combine_chunks())
+    return pa.concat_tables(chunks) if chunks else SCHEMA.empty_table()
 
 
 def merge(parts: list[Path], extra_rows: list[dict], out: Path) -> pa.Table:
