@@ -277,11 +277,11 @@ def bench_memory(work: Path, long_seconds: float) -> dict:
     for seconds in (60.0, long_seconds):
         video = make_small_talking_head(work / f"talk176_{int(seconds)}s.mp4", seconds)
         code = (
-            "import resource, sys, time; from pathlib import Path\n"
+            "import sys, time; from pathlib import Path\nfrom emo_annotate.memory import peak_rss_mb\n"
             "from emo_annotate.config import AnnotateConfig\nfrom emo_annotate.pipeline import Annotator\n"
             "a = Annotator(AnnotateConfig(size=128), threads=1); t = time.perf_counter()\n"
             "o = a.annotate(Path(sys.argv[1]), 'm', 'm.mp4', lambda s: None)\n"
-            "print(o.clips, o.frames, a.peak_kept_frames, time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
+            "print(o.clips, o.frames, a.peak_kept_frames, time.perf_counter() - t, peak_rss_mb())\n"
         )
         out = subprocess.run([sys.executable, "-c", code, str(video)], capture_output=True, text=True, check=True)
         clips, frames, kept, took, rss = out.stdout.strip().splitlines()[-1].split()

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,7 @@ import cv2
 import torch
 from emo_annotate import samples
 from emo_annotate.media import encode_wav
+from emo_annotate.memory import peak_rss_mb
 
 
 def sd15_random_checkpoint(root: Path) -> Path:
@@ -92,11 +92,12 @@ def bare_denoising(checkpoint: Path, size: int, clips: int, steps: int, guidance
 
 
 MEMORY_CHILD = """
-import json, resource, sys
+import json, sys
+from emo_annotate.memory import peak_rss_mb
 from emo_infer import generate
 result = generate(checkpoint=sys.argv[1], image=sys.argv[2], audio=sys.argv[3], out=sys.argv[4], steps=1,
                   guidance=1.0, speed=12.0, device="cpu", progress=False)
-print(json.dumps({"frames": result.frames, "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))
+print(json.dumps({"frames": result.frames, "peak_rss_mb": round(peak_rss_mb())}))
 """
 
 
@@ -175,7 +176,7 @@ def main() -> None:
                 per_clip_reference * args.steps / (generation - parts["reference_net"] + per_clip_reference * args.steps), 3
             ),
         })
-    report["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    report["peak_rss_mb"] = round(peak_rss_mb())
     if args.memory:
         report["memory_by_audio_length"] = memory_by_length(checkpoint, image, work)
     if device.type == "cuda":

@@ -21,7 +21,6 @@ notices a dead worker early.
 from __future__ import annotations
 
 import os
-import resource
 import socket
 import time
 from collections import Counter, deque
@@ -33,6 +32,7 @@ from .config import AnnotateConfig, RunConfig
 from .errors import RunError
 from .index import STATUS_FAILED
 from .layout import OutputLayout
+from .memory import peak_rss_mb
 from .progress import REPORT_EVERY_S, RunProgress
 from .units import Unit, UnitProgress, process_unit
 
@@ -66,7 +66,7 @@ class UnitWorker:
         self.progress = UnitProgress(unit["unit"])
         result = process_unit(Unit.from_dict(unit), self.input_dir, self.layout, self.annotator, self.cfg.shard_size,
                               give_up=give_up, progress=self.progress)
-        result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+        result["peak_rss_mb"] = peak_rss_mb()
         result["peak_kept_frames"] = self.annotator.peak_kept_frames
         return result
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import resource
 import shutil
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from .config import AnnotateConfig, RunConfig
 from .driver import Driver
 from .errors import RunError
 from .layout import LOCK_NAME, TMP_SUFFIX, OutputLayout, write_json_atomic
+from .memory import peak_rss_mb
 from . import __version__
 from .progress import RunProgress
 from .ray_env import init_ray
@@ -120,7 +120,7 @@ def _run_locked(layout: OutputLayout, input_dir: Path, output_dir: Path, sources
         units=len(units),
         units_skipped_as_done=len(units) - len(pending),
         worker_peak_rss_mb=progress.peak_worker_rss_mb,
-        driver_peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        driver_peak_rss_mb=round(peak_rss_mb(), 1),
         output=str(output_dir),
     )
     if layout.tmp.exists() and not any(layout.tmp.iterdir()):
