@@ -63,7 +63,6 @@ def test_cli_compare_writes_the_report(small_set, tmp_path, monkeypatch, capsys)
     assert not (out / ".staging").exists()
 
 
-
 def test_identity_none_skips_only_the_identity_metrics(small_set, tmp_path, monkeypatch, capsys):
     """--identity none (the fast mode): F-SIM, CSIM and the identity drift are reported skipped,
     every other figure is the one the full comparison gives."""
@@ -84,6 +83,7 @@ def test_identity_none_skips_only_the_identity_metrics(small_set, tmp_path, monk
     for group in ("generated", "paired"):
         others = {k: v for k, v in full[group].items() if k not in ("fsim", "csim", "identity_first_last", "identity_frames")}
         assert {k: fast[group].get(k) for k in others} == others, group
+
 
 def bad_cases(root, tmp_path):
     syncnet_text = tmp_path / "syncnet_v2.model"
