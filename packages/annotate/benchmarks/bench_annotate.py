@@ -155,12 +155,18 @@ def bench_cli(video: Path, work: Path, n: int) -> dict:
     out = work / "cli_out"
     floor = floor_processes(paths)
     run = run_cli(inputs, out, workers=2)
+    # the fastest x264 preset that keeps the fidelity (BENCHMARKS.md, `encode`), in the same run
+    superfast = run_cli(inputs, work / "cli_out_superfast", 2, "--x264-preset", "superfast")
     floor_again = floor_processes(paths)  # the machine's load drifts: the floor before and after
     floor_s = (floor["seconds"] + floor_again["seconds"]) / 2
     stages = run["progress"]["worker_stage_seconds"]
     frames = run["frames"]
     encode_per_worker = stages["encode"] / 2
     return {
+        "superfast": {"cli_seconds": round(superfast["seconds"], 1), "ratio": round(floor_s / superfast["seconds"], 3),
+                      "encode_ms_per_frame": round(1000 * superfast["progress"]["worker_stage_seconds"]["encode"] / frames, 2),
+                      "shard_mb": round(sum(f.stat().st_size for f in (work / "cli_out_superfast").rglob("*.tar")) / 1e6, 1)},
+        "shard_mb": round(sum(f.stat().st_size for f in out.rglob("*.tar")) / 1e6, 1),
         "videos": n, "source_frames": floor["source_frames"], "output_frames": frames, "clips": run["clips"],
         "floor_seconds": [round(floor["seconds"], 1), round(floor_again["seconds"], 1)],
         "cli_seconds": round(run["seconds"], 1),
