@@ -165,8 +165,8 @@ def bench_cli(video: Path, work: Path, n: int) -> dict:
     return {
         "superfast": {"cli_seconds": round(superfast["seconds"], 1), "ratio": round(floor_s / superfast["seconds"], 3),
                       "encode_ms_per_frame": round(1000 * superfast["progress"]["worker_stage_seconds"]["encode"] / frames, 2),
-                      "shard_mb": round(sum(f.stat().st_size for f in (work / "cli_out_superfast").rglob("*.tar")) / 1e6, 1)},
-        "shard_mb": round(sum(f.stat().st_size for f in out.rglob("*.tar")) / 1e6, 1),
+                      "shard_mb": shard_mb(work / "cli_out_superfast")},
+        "shard_mb": shard_mb(out),
         "videos": n, "source_frames": floor["source_frames"], "output_frames": frames, "clips": run["clips"],
         "floor_seconds": [round(floor["seconds"], 1), round(floor_again["seconds"], 1)],
         "cli_seconds": round(run["seconds"], 1),
@@ -178,6 +178,11 @@ def bench_cli(video: Path, work: Path, n: int) -> dict:
         "peak_worker_rss_mb": run["progress"]["peak_worker_rss_mb"],
         "driver_peak_rss_mb": run["summary"]["driver_peak_rss_mb"],
     }
+
+
+def shard_mb(out: Path) -> float:
+    """MB of the shards an annotator run wrote into `out`."""
+    return round(sum(f.stat().st_size for f in out.rglob("*.tar")) / 1e6, 1)
 
 
 def run_cli(inputs: Path, out: Path, workers: int, *extra: str) -> dict:

@@ -78,7 +78,7 @@ def test_identity_none_skips_only_the_identity_metrics(small_set, tmp_path, monk
     assert fast["generated"].get("fsim") is None and fast["paired"].get("csim") is None
     assert fast["generated"].get("identity_first_last") is None
     for name in ("fsim", "csim"):
-        assert reports["none"]["metrics"][name] == {**reports["none"]["metrics"][name], "status": "skipped"}
+        assert reports["none"]["metrics"][name]["status"] == "skipped"
         assert "--identity none" in reports["none"]["metrics"][name]["reason"]
     for group in ("generated", "paired"):
         others = {k: v for k, v in full[group].items() if k not in ("fsim", "csim", "identity_first_last", "identity_frames")}

@@ -14,6 +14,8 @@ from .errors import EvalError
 app = make_app("Measure talking-head videos: FID, FVD, Sync-C/D, identity, expression, mouth, head motion, stability.")
 
 Opt = typer.Option
+# the face embedding of F-SIM / CSIM, in both commands
+Identity = Annotated[str, Opt(help="dlib | arcface | none (no F-SIM / CSIM / identity drift: much faster).")]
 
 
 def _config(analysis_size, clip_frames, max_offset, identity, arcface, syncnet, i3d, fid, device, quiet) -> dict:
@@ -38,7 +40,7 @@ def compare_command(
     syncnet: Annotated[Optional[Path], Opt(help="SyncNet syncnet_v2.model: Sync-C / Sync-D.")] = None,
     i3d: Annotated[Optional[Path], Opt(help="StyleGAN-V i3d_torchscript.pt: FVD.")] = None,
     arcface: Annotated[Optional[Path], Opt(help="ArcFace ONNX model: identity with ArcFace instead of dlib.")] = None,
-    identity: Annotated[str, Opt(help="dlib | arcface | none (no F-SIM / CSIM / identity drift: much faster).")] = "dlib",
+    identity: Identity = "dlib",
     fid: Annotated[bool, Opt("--fid/--no-fid", help="FID with the bundled InceptionV3 (the slowest metric on a CPU).")] = True,
     analysis_size: Annotated[int, Opt(help="Long side faces are searched at (small crops are upscaled).")] = 256,
     clip_frames: Annotated[int, Opt(help="Frames per generated clip (emo-infer --frames-per-clip): seams, first/last clip.")] = 12,
@@ -71,7 +73,7 @@ def benchmark_command(
     syncnet: Annotated[Optional[Path], Opt(help="SyncNet syncnet_v2.model: Sync-C / Sync-D.")] = None,
     i3d: Annotated[Optional[Path], Opt(help="StyleGAN-V i3d_torchscript.pt: FVD.")] = None,
     arcface: Annotated[Optional[Path], Opt(help="ArcFace ONNX model.")] = None,
-    identity: Annotated[str, Opt(help="dlib | arcface | none (no F-SIM / CSIM / identity drift: much faster).")] = "dlib",
+    identity: Identity = "dlib",
     fid: Annotated[bool, Opt("--fid/--no-fid", help="FID with the bundled InceptionV3.")] = True,
     analysis_size: Annotated[int, Opt(help="Long side faces are searched at.")] = 256,
     clip_frames: Annotated[int, Opt(help="Frames per generated clip.")] = 12,
