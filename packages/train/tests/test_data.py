@@ -16,6 +16,7 @@ from emo_annotate.media import decode_mp4
 from emo_annotate.shards import shard_urls
 from emo_train.data import (
     DataConfig,
+    DecodedClipCache,
     EMODataset,
     SampleError,
     SkipCounter,
@@ -293,6 +294,48 @@ def test_repeat_and_epochs(shard_dir, raw):
     assert first != [(s["key"], int(s["frame_indices"][0])) for s in later]
 
 
+@pytest.mark.parametrize("stage", [1, 2])
+def test_clip_cache_gives_the_same_samples_and_decodes_each_clip_once(shard_dir, raw, stage):
+    def passes(cache_mb: float) -> tuple[list[dict], EMODataset]:
+        cfg = DataConfig(shards=shard_dir, stage=stage, size=SIZE, shuffle_buffer=4, seed=2, repeat=True,
+                         clip_cache_mb=cache_mb)
+        dataset = EMODataset(cfg)
+        stream = iter(dataset)
+        return [next(stream) for _ in range(3 * len(raw))], dataset  # three passes over the clips
+
+    plain, _ = passes(0)
+    cached, dataset = passes(64)
+    assert dataset.clips.misses == len(raw) and dataset.clips.hits == 2 * len(raw)
+    assert len(dataset.clips) == len(raw)
+    for a, b in zip(plain, cached):
+        assert a["key"] == b["key"]
+        for name in ("video", "reference", "motion", "frame_indices", "audio", "speed"):
+            if name in a:
+                assert torch.equal(a[name], b[name]), name
+
+
+def test_clip_cache_keeps_within_its_budget(shard_dir, raw):
+    clip_bytes = {key: len(decode_mp4(members["mp4"])) * SIZE * SIZE * 3 for key, members in raw.items()}
+    budget = 2.5 * max(clip_bytes.values())  # two clips, not three
+    cfg = DataConfig(shards=shard_dir, stage=1, size=SIZE, shuffle_buffer=0, repeat=True, clip_cache_mb=budget / 2**20)
+    dataset = EMODataset(cfg)
+    stream = iter(dataset)
+    for _ in range(2 * len(raw)):
+        next(stream)
+        assert dataset.clips.used <= budget and len(dataset.clips) <= 2
+    # shard order with no shuffle buffer: every clip falls out before it comes round again
+    assert dataset.clips.hits == 0 and dataset.clips.misses == 2 * len(raw)
+    # a clip larger than the whole budget is never kept; a loader worker starts empty
+    key = next(iter(raw))
+    tiny = DecodedClipCache(capacity_mb=clip_bytes[key] / 2 / 2**20)
+    tiny.put(("url", key), dict(enumerate(decode_mp4(raw[key]["mp4"]))))
+    assert len(tiny) == 0 and tiny.used == 0
+    import pickle
+
+    copy = pickle.loads(pickle.dumps(dataset.clips))
+    assert len(copy) == 0 and copy.capacity == dataset.clips.capacity
+
+
 def test_fsspec_urls(shard_dir, raw):
     fsspec = pytest.importorskip("fsspec")
     fs = fsspec.filesystem("memory")
@@ -318,6 +361,8 @@ def test_config_validation():
         DataConfig(shards="x", size=60)
     with pytest.raises(ValueError, match="drop_audio"):
         DataConfig(shards="x", drop_audio=1.5)
+    with pytest.raises(ValueError, match="clip_cache_mb"):
+        DataConfig(shards="x", clip_cache_mb=-1)
 
 
 def test_counter_pickles_as_a_snapshot():

@@ -59,6 +59,7 @@ def main_command(
     drop_motion: Annotated[Optional[float], typer.Option(help="Dropout probability of the motion frames.")] = None,
     drop_speed: Annotated[Optional[float], typer.Option(help="Dropout probability of the head speed (stage 3).")] = None,
     latent_cache: Annotated[Optional[Path], typer.Option(help="Folder caching the VAE latents of the frames trained on.")] = None,
+    clip_cache_mb: Annotated[Optional[float], typer.Option(help="MB per loader process for decoded clips, each decoded once (small sets; 0: off).", min=0)] = None,
     num_workers: Annotated[Optional[int], typer.Option(help="Data-parallel Ray Train workers (1: no Ray).", min=1)] = None,
     gpu: Annotated[Optional[bool], typer.Option("--gpu", help="One GPU per worker.")] = None,
     address: Annotated[Optional[str], typer.Option(help="Existing Ray cluster address.")] = None,
@@ -76,6 +77,7 @@ def main_command(
         compile=compile, size=size, save_every=save_every, log_every=log_every, seed=seed, resume=resume,
         loader_workers=loader_workers, drop_audio=drop_audio, drop_motion=drop_motion, drop_speed=drop_speed,
         latent_cache=str(latent_cache) if latent_cache is not None else None,
+        clip_cache_mb=clip_cache_mb,
         num_workers=num_workers, gpu=gpu, address=address,
     )
     values = _flatten(values)

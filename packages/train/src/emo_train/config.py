@@ -95,6 +95,9 @@ class DataOptions:
     """Folder for the VAE posteriors of the frames trained on (per clip and frame, float16): each
     frame is encoded once instead of every time it is drawn. One folder per VAE and size (it is
     keyed by both); safe to share between data-parallel workers."""
+    clip_cache_mb: float = 0.0
+    """Memory (MB) per loader process for decoded clips, each decoded once and reused while they
+    fit (`emo_train.data.DecodedClipCache`): for small sets trained on for many passes. 0: off."""
 
 
 @dataclass

@@ -435,6 +435,7 @@ class Trainer:
             drop_audio=cfg.data.drop_audio,
             drop_motion=cfg.data.drop_motion,
             drop_speed=cfg.data.drop_speed,
+            clip_cache_mb=cfg.data.clip_cache_mb,
         )
         self.loader = make_dataloader(
             self.data_config, cfg.optim.batch_size, cfg.data.loader_workers, drop_last=True,

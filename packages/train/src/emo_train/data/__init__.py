@@ -9,6 +9,7 @@
 See `EMODataset` for the sample fields and the frame choices, `DataConfig` for the options.
 """
 
+from .clip_cache import DecodedClipCache
 from .config import DataConfig
 from .counter import REASONS, SkipCounter
 from .dataset import EMODataset
@@ -26,6 +27,7 @@ __all__ = [
     "REASONS",
     "annotation_settings",
     "DataConfig",
+    "DecodedClipCache",
     "EMODataset",
     "SampleError",
     "SkipCounter",

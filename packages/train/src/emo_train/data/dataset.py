@@ -2,7 +2,7 @@
 
 Nothing is extracted to disk: each tar is read as a stream, a sample's members are grouped by
 key, and of its mp4 only the frames the training sample needs are converted (decoding stops
-after the last of them). A sample that cannot be used is skipped, counted in the shared
+after the last of them; with `DataConfig.clip_cache_mb`, a clip is decoded whole once and kept). A sample that cannot be used is skipped, counted in the shared
 `SkipCounter` and logged; it never stops iteration.
 """
 
@@ -22,6 +22,7 @@ from webdataset.tariterators import group_by_keys, tar_file_iterator
 from webdataset.utils import pytorch_worker_info
 
 from ..models.windows import frame_windows
+from .clip_cache import DecodedClipCache
 from .config import DataConfig
 from .counter import SkipCounter
 from .decode import (
@@ -77,6 +78,7 @@ class EMODataset(IterableDataset):
         self.urls = resolve_shards(cfg.shards)
         self.counter = counter if counter is not None else SkipCounter()
         self.epoch = 0
+        self.clips = DecodedClipCache(cfg.clip_cache_mb) if cfg.clip_cache_mb > 0 else None
 
     def set_epoch(self, epoch: int) -> None:
         """Reshuffle for another epoch (call before iterating; with non-persistent loader workers,
@@ -232,7 +234,7 @@ class EMODataset(IterableDataset):
         drop_motion = bool(rng.random() < cfg.drop_motion)
         drop_speed = bool(rng.random() < cfg.drop_speed)
 
-        frames = decode_frames(mp4, [ref, *motion_idx, *target_idx])
+        frames = self._decode(raw, mp4, num_frames, [ref, *motion_idx, *target_idx])
         height, width = next(iter(frames.values())).shape[:2]
         if height != width:
             raise SampleError("bad_shape", f"mp4: {width}x{height} frames, the shard contract stores square crops")
@@ -260,6 +262,18 @@ class EMODataset(IterableDataset):
             sample["drop_motion"] = drop_motion
             sample["drop_speed"] = drop_speed
         return sample
+
+    def _decode(self, raw: dict, mp4: bytes, num_frames: int, indices: list[int]) -> dict[int, np.ndarray]:
+        """The RGB frames `indices` of the clip: decoded up to the last of them, or, with the clip
+        cache, all `num_frames` decoded once and then taken from memory."""
+        if self.clips is None:
+            return decode_frames(mp4, indices)
+        key = (raw.get("__url__"), raw.get("__key__"))
+        clip = self.clips.get(key)
+        if clip is None:
+            clip = decode_frames(mp4, range(num_frames))
+            self.clips.put(key, clip)
+        return {i: clip[i] for i in indices}
 
     def _to_pixels(self, rgb: np.ndarray) -> torch.Tensor:
         """(k, H, W, 3) uint8 -> (3, k, S, S) uint8, in one copy straight into the layout the
