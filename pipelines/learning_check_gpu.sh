@@ -32,11 +32,15 @@ device)
     rm -rf "$run" && cp -r .device/learning "$run"
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$run/device.txt" || true
     python3 -c "import torch; print('torch', torch.__version__)" >> "$run/device.txt"
+    # the card's load every 5 s: whether it, or the loader, sets the training pace
+    nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv,noheader -l 5 > "$run/gpu_load.csv" 2>/dev/null &
+    load=$!
     status=0
     timeout "${DEVICE_SECONDS:-540}" python3 pipelines/learning_check.py --profile gpu --out "$run" --stop-after generate \
         2>&1 | tee "$run/device_log.txt" || status=$?
+    kill "$load" 2>/dev/null || true
     # whatever finished comes back, also after a failure or the time limit
-    (cd "$run" && tar cf "${OUT:-.}/results.tar" device.txt device_log.txt timings.json inputs generated \
+    (cd "$run" && tar cf "${OUT:-.}/results.tar" device.txt device_log.txt gpu_load.csv timings.json inputs generated \
         runs/*/summary.json runs/*/metrics.jsonl 2>/dev/null) || true
     exit "$status"
     ;;
