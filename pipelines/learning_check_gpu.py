@@ -5,7 +5,10 @@ the set is made and annotated here on the CPU, training and generation run there
 evaluation (MediaPipe, dlib, the annotator's pose code) runs here again:
 
     pack WORK PAYLOAD     the held-out inputs and the shards of WORK (after --stop-after annotate),
-                          each shard without the members the trainer does not read (landmarks, wav)
+                          each shard without the members the trainer does not read (landmarks, wav),
+                          and a new run id (WORK/gpu_run.json, also in the payload)
+    unpack WORK RESULTS   the device's results.tar into WORK, refused when it carries another run's id
+                          (a results.tar of another WORK would mix two runs)
     check WORK            every stage finished and every generation there (before evaluating here)
 """
 
@@ -17,11 +20,13 @@ import json
 import shutil
 import sys
 import tarfile
+import uuid
 from pathlib import Path
 
 from learning_check import PROFILES, STAGES  # this folder
 
 TRAINER_SKIPS = (".lmk.npy", ".wav")  # shard members emo-train does not read (emo_train.data.dataset)
+RUN_ID = "gpu_run.json"  # {"run_id": ...}: which pack a results.tar comes from
 
 
 def slim_shard(source: Path, target: Path) -> None:
@@ -56,8 +61,27 @@ def pack(work: Path, payload: Path) -> None:
             slim_shard(path, target)
         else:
             shutil.copy2(path, target)
+    run = json.dumps({"run_id": uuid.uuid4().hex}) + "\n"
+    (work / RUN_ID).write_text(run)
+    (payload / RUN_ID).write_text(run)
     size = sum(p.stat().st_size for p in payload.rglob("*") if p.is_file())
     print(f"{payload}: {size / 1e6:.1f} MB")
+
+
+def unpack(work: Path, results: Path) -> None:
+    if not (work / RUN_ID).is_file():
+        raise SystemExit(f"{work}: no {RUN_ID} (run `learning_check_gpu.sh prepare` with this WORK first)")
+    expected = json.loads((work / RUN_ID).read_text())["run_id"]
+    try:
+        with tarfile.open(results) as tar:
+            member = tar.extractfile(RUN_ID)
+            carried = json.loads(member.read())["run_id"]
+            if carried != expected:
+                raise SystemExit(f"{results} comes from run {carried}, not from {work}'s {expected}: "
+                                 "give `finish` the WORK its `prepare` used")
+            tar.extractall(work, filter="data")
+    except (KeyError, tarfile.TarError, OSError, ValueError) as err:
+        raise SystemExit(f"{results}: not a results.tar of learning_check_gpu.sh device ({err})") from None
 
 
 def check(work: Path) -> None:
@@ -74,11 +98,16 @@ def main(argv: list[str] | None = None) -> int:
     packing = commands.add_parser("pack")
     packing.add_argument("work", type=Path)
     packing.add_argument("payload", type=Path)
+    unpacking = commands.add_parser("unpack")
+    unpacking.add_argument("work", type=Path)
+    unpacking.add_argument("results", type=Path)
     checking = commands.add_parser("check")
     checking.add_argument("work", type=Path)
     args = parser.parse_args(argv)
     if args.command == "pack":
         pack(args.work, args.payload)
+    elif args.command == "unpack":
+        unpack(args.work, args.results)
     else:
         check(args.work)
     return 0

@@ -40,13 +40,13 @@ device)
         2>&1 | tee "$run/device_log.txt" || status=$?
     kill "$load" 2>/dev/null || true
     # whatever finished comes back, also after a failure or the time limit
-    (cd "$run" && tar cf "${OUT:-.}/results.tar" device.txt device_log.txt gpu_load.csv timings.json inputs generated \
+    (cd "$run" && tar cf "${OUT:-.}/results.tar" gpu_run.json device.txt device_log.txt gpu_load.csv timings.json inputs generated \
         runs/*/summary.json runs/*/metrics.jsonl 2>/dev/null) || true
     exit "$status"
     ;;
 finish)
     results="${2:?finish needs the results.tar the device call brought back}"
-    tar xf "$results" -C "$work"
+    uv run python pipelines/learning_check_gpu.py unpack "$work" "$results"
     uv run python pipelines/learning_check_gpu.py check "$work"
     exec uv run python pipelines/learning_check.py --profile gpu --out "$work"
     ;;

@@ -104,3 +104,38 @@ def test_the_gpu_split_packs_shards_the_trainer_reads_alike(quick_run, tmp_path)
                     assert [Path(u).name for u in value] == [Path(u).name for u in b[key]]
                 else:
                     assert value == b[key], (stage, key)
+
+
+@pytest.mark.slow
+def test_finish_takes_only_the_results_of_its_own_pack(quick_run, tmp_path):
+    """learning_check_gpu.py unpack: a results.tar made from this WORK's payload is unpacked into
+    it; one from another pack is refused with one line, and nothing of it is written."""
+    out, _, _ = quick_run
+    script = [sys.executable, str(ROOT / "pipelines" / "learning_check_gpu.py")]
+    payload = tmp_path / "payload"
+    subprocess.run([*script, "pack", str(out), str(payload)], check=True, capture_output=True)
+
+    def results(name: str, run_file: Path) -> Path:
+        target = tmp_path / name
+        with tarfile.open(target, "w") as tar:
+            tar.add(run_file, arcname="gpu_run.json")
+            note = tmp_path / f"{name}.txt"
+            note.write_text(name)
+            tar.add(note, arcname=f"device_{name}.txt")
+        return target
+
+    ours = results("ours", payload / "gpu_run.json")
+    done = subprocess.run([*script, "unpack", str(out), str(ours)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (out / "device_ours.txt").read_text() == "ours"
+
+    other_id = tmp_path / "other_run.json"
+    other_id.write_text(json.dumps({"run_id": "0" * 32}))
+    another_run = results("other", other_id)
+    without_id = tmp_path / "older.tar"  # made before run ids, or not by the device step
+    with tarfile.open(without_id, "w") as tar:
+        tar.add(ours, arcname="device_older.txt")
+    for name, target in (("other", another_run), ("older", without_id)):
+        done = subprocess.run([*script, "unpack", str(out), str(target)], capture_output=True, text=True)
+        assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert not (out / f"device_{name}.txt").exists()
