@@ -591,14 +591,23 @@ def add_h264_stream(
     return stream
 
 
+# libx264 (as PyAV's wheel bundles it) reads uninitialised memory in its macroblock-tree rate control
+# at many frame sizes (96, 264, 520 px among them; not 128, 256, 512): the same frames, encoded
+# again in the same process, can give other pictures. Clips and generated videos must depend on
+# their frames alone, so it is off, in the annotator's clips and in emo-infer's videos (BENCHMARKS.md).
+STORED_X264_PARAMS = "mbtree=0"
+
+
 class Mp4Writer:
-    """Streams frames into an in-memory H.264 (yuv420p) mp4 in the stored colour, tagged."""
+    """Streams frames into an in-memory H.264 (yuv420p) mp4 in the stored colour, tagged; the same
+    frames always give the same bytes (`STORED_X264_PARAMS`)."""
 
     def __init__(self, fps: float, width: int, height: int, crf: int, preset: str):
         self._buffer = io.BytesIO()
         self._container = av.open(self._buffer, mode="w", format="mp4")
         # one encoder thread: parallelism comes from Ray workers, not from each encoder
-        self._stream = add_h264_stream(self._container, fps, width, height, crf, preset, threads=1)
+        self._stream = add_h264_stream(self._container, fps, width, height, crf, preset, threads=1,
+                                       x264_params=STORED_X264_PARAMS)
 
     def add(self, rgb: np.ndarray) -> None:
         self._encode(rgb_to_stored_frame(rgb))

@@ -24,14 +24,6 @@ logger = logging.getLogger(__name__)
 
 CONTAINERS = {".mp4", ".mov", ".m4v", ".mkv"}  # containers that hold H.264 with AAC
 
-# x264 settings of every output. libx264 (core 165, as PyAV's wheels bundle it) reads
-# uninitialised memory in its macroblock-tree rate control at many frame sizes (64, 72, 96, 136,
-# 200, 520 px, ...; not 128, 256 or 512): the same frames then encode to different streams
-# depending on what the heap held before, so the first video of a process differed from later
-# ones (by up to 61 levels once decoded). Without mbtree the stream depends on the frames alone,
-# at about 35% more bits for the same CRF (and +0.4 dB PSNR; BENCHMARKS.md).
-X264_PARAMS = "mbtree=0"
-
 
 @dataclass(frozen=True)
 class GenerationResult:
@@ -45,10 +37,12 @@ class GenerationResult:
 
 
 def open_video_writer(path: Path, fps: float, driving: "DrivingAudio", crf: int):
-    """The output's writer: H.264 (deterministic settings, see X264_PARAMS) with the input's sound."""
-    from emo_annotate.media import VideoWriter
+    """The output's writer: H.264 with the input's sound, in the annotator's settings that make the
+    stream depend on the frames alone (`emo_annotate.media.STORED_X264_PARAMS`)."""
+    from emo_annotate.media import STORED_X264_PARAMS, VideoWriter
 
-    return VideoWriter(path, fps, audio=driving.track, audio_rate=driving.track_rate, crf=crf, x264_params=X264_PARAMS)
+    return VideoWriter(path, fps, audio=driving.track, audio_rate=driving.track_rate, crf=crf,
+                       x264_params=STORED_X264_PARAMS)
 
 
 def check_output(out: Path) -> Path:
