@@ -1,8 +1,8 @@
 """Decoded clips kept in memory by a loader process, for sets that fit in it.
 
 Without it every training sample decodes its clip's mp4 up to the last frame it needs: half a
-clip on average for one or two frames, which is most of a stage-1 step on a GPU and a third of
-one on a CPU. A small set (a fine-tuning set, the learning check's) is drawn from again and
+clip on average for one or two frames, 30% of a stage-1 step of the learning check on a CPU
+(BENCHMARKS.md). A small set (a fine-tuning set, the learning check's) is drawn from again and
 again, so each process decodes a clip once, whole, and keeps its RGB frames, least recently used
 out first when the budget is spent. Each loader process has its own cache: a process reads only
 its own shards (`EMODataset`'s split), so the budget is per process, not shared.

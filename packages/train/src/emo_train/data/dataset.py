@@ -2,8 +2,9 @@
 
 Nothing is extracted to disk: each tar is read as a stream, a sample's members are grouped by
 key, and of its mp4 only the frames the training sample needs are converted (decoding stops
-after the last of them; with `DataConfig.clip_cache_mb`, a clip is decoded whole once and kept). A sample that cannot be used is skipped, counted in the shared
-`SkipCounter` and logged; it never stops iteration.
+after the last of them; with `DataConfig.clip_cache_mb`, a clip is decoded whole once and
+kept). A sample that cannot be used is skipped, counted in the shared `SkipCounter` and logged;
+it never stops iteration.
 """
 
 from __future__ import annotations
