@@ -27,8 +27,7 @@ from emo_annotate import media, samples
 
 def encode(frames: list[np.ndarray], params: str | None) -> tuple[bytes, float]:
     size = frames[0].shape[0]
-    writer = media.Mp4Writer(25.0, size, size, 18, "veryfast")
-    writer._stream.options = {**writer._stream.options, "x264-params": params or ""}
+    writer = media.Mp4Writer(25.0, size, size, 18, "veryfast", x264_params=params)
     start = time.perf_counter()
     for frame in frames:
         writer.add(frame)
@@ -55,7 +54,7 @@ def main() -> None:
     for size in (96, 512):
         clip = list(samples.rotated_astronaut_frames(roll, size=size))
         other = list(samples.rotated_astronaut_frames(roll[::-1] / 3, size=size, mirror=True))
-        for params in ("", media.STORED_X264_PARAMS):
+        for params in (None, media.STORED_X264_PARAMS):
             outputs, ms = set(), []
             for _ in range(args.repeats):
                 data, per_frame = encode(clip, params)

@@ -599,15 +599,17 @@ STORED_X264_PARAMS = "mbtree=0"
 
 
 class Mp4Writer:
-    """Streams frames into an in-memory H.264 (yuv420p) mp4 in the stored colour, tagged; the same
-    frames always give the same bytes (`STORED_X264_PARAMS`)."""
+    """Streams frames into an in-memory H.264 (yuv420p) mp4 in the stored colour, tagged; with the
+    default `x264_params` the same frames always give the same bytes (`STORED_X264_PARAMS`; None:
+    the preset's own settings, which bench_x264.py compares)."""
 
-    def __init__(self, fps: float, width: int, height: int, crf: int, preset: str):
+    def __init__(self, fps: float, width: int, height: int, crf: int, preset: str,
+                 x264_params: str | None = STORED_X264_PARAMS):
         self._buffer = io.BytesIO()
         self._container = av.open(self._buffer, mode="w", format="mp4")
         # one encoder thread: parallelism comes from Ray workers, not from each encoder
         self._stream = add_h264_stream(self._container, fps, width, height, crf, preset, threads=1,
-                                       x264_params=STORED_X264_PARAMS)
+                                       x264_params=x264_params)
 
     def add(self, rgb: np.ndarray) -> None:
         self._encode(rgb_to_stored_frame(rgb))
