@@ -37,7 +37,7 @@ def run(
     max_clip_seconds: Annotated[float, typer.Option(help="Longer face tracks are split.", min=1)] = 10.0,
     retries: Annotated[int, typer.Option(help="Times a video is retried after its worker died on it (then it is marked failed).", min=0)] = 2,
     no_landmarks: Annotated[bool, typer.Option("--no-landmarks", help="Do not store lmk.npy.")] = False,
-    x264_preset: Annotated[str, typer.Option(help="libx264 preset of the stored clips: superfast halves the encode's CPU for about 1.5x the bytes (BENCHMARKS.md).")] = "veryfast",
+    x264_preset: Annotated[str, typer.Option(help="libx264 preset of the stored clips: superfast halves the encode's CPU for about 1.1x the bytes (BENCHMARKS.md).")] = "veryfast",
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Annotate every video under INPUT_DIR into shards in OUTPUT_DIR; a rerun resumes."""

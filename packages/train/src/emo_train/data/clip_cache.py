@@ -21,17 +21,17 @@ class DecodedClipCache:
         self.used = 0
         self.hits = 0
         self.misses = 0
-        self._clips: OrderedDict[tuple, dict[int, np.ndarray]] = OrderedDict()
+        self._clips: OrderedDict[tuple, tuple[dict[int, np.ndarray], int]] = OrderedDict()  # key -> (frames, bytes)
 
     def get(self, key: tuple) -> dict[int, np.ndarray] | None:
         """Frame index -> (H, W, 3) uint8 RGB of every frame of the clip, or None."""
-        clip = self._clips.get(key)
-        if clip is None:
+        entry = self._clips.get(key)
+        if entry is None:
             self.misses += 1
             return None
         self._clips.move_to_end(key)
         self.hits += 1
-        return clip
+        return entry[0]
 
     def put(self, key: tuple, clip: dict[int, np.ndarray]) -> None:
         """Keep `clip`, dropping the least recently used ones to make room; a clip larger than the
@@ -40,9 +40,9 @@ class DecodedClipCache:
         if size > self.capacity or key in self._clips:
             return
         while self.used + size > self.capacity:
-            _, dropped = self._clips.popitem(last=False)
-            self.used -= sum(frame.nbytes for frame in dropped.values())
-        self._clips[key] = clip
+            _, (_, dropped) = self._clips.popitem(last=False)
+            self.used -= dropped
+        self._clips[key] = (clip, size)
         self.used += size
 
     def __len__(self) -> int:
