@@ -31,7 +31,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +52,7 @@ class Profile:
     ddim_steps: int  # denoising steps per clip at generation
     guidance: float  # audio classifier-free guidance at generation
     speed_guidance: float = 3.0  # head-speed guidance of the generations but the long one (emo-infer --speed-guidance; 1: off)
+    init_strength: float = 1.0  # where every generation's clips start (emo-infer --init-strength; 1: pure noise)
     preset: str = "small"  # emo-train preset (--preset overrides)
     synth_size: int = 256  # side of the synthetic set's frames (pixels)
     minutes: dict[str, float] | None = None  # wall-time limit per stage (emo-train --max-minutes); steps cap it too
@@ -262,7 +263,8 @@ def generate(checkpoint: Path, held: HeldOut, jobs: list[Job], work: Path, profi
         timer.run(f"generate {job.name}", [
             *cli("emo-infer"), "--checkpoint", str(checkpoint), "--image", str(held.portrait), "--audio", str(job.audio),
             "--out", str(out / f"{job.name}.mp4"), "--speed", job.speed, "--steps", str(profile.ddim_steps),
-            "--guidance", str(profile.guidance), "--speed-guidance", str(job.speed_guidance), "--quiet",
+            "--guidance", str(profile.guidance), "--speed-guidance", str(job.speed_guidance),
+            "--init-strength", str(profile.init_strength), "--quiet",
         ], env=one_thread_env())
 
     start = time.perf_counter()
@@ -451,6 +453,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("data/learning_check"), help="work and report folder")
     parser.add_argument("--profile", choices=sorted(PROFILES), default="full")
     parser.add_argument("--preset", help="emo-train preset (default: the profile's, small for full and quick)")
+    parser.add_argument("--init-strength", type=float,
+                        help="emo-infer --init-strength of the generations (default: the profile's, 1: pure noise)")
     parser.add_argument("--stop-after", choices=("annotate", "generate"),
                         help="end after this step (the next call with the same --out goes on from there)")
     parser.add_argument("--videos", type=Path, help="train on this folder of talking-head videos instead of the synthetic set")
@@ -459,6 +463,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--control-audio", type=Path, help="another recording for the mouth control (default: --audio reversed)")
     args = parser.parse_args(argv)
     profile = PROFILES[args.profile]
+    if args.init_strength is not None:
+        profile = replace(profile, init_strength=args.init_strength)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     timer = Timer(out / "timings.json")

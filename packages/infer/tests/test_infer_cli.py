@@ -38,7 +38,7 @@ def no_weights(monkeypatch):
 def test_help():
     result = subprocess.run([sys.executable, "-m", "emo_infer.cli", "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0
-    for option in ("--checkpoint", "--image", "--audio", "--out", "--speed", "--steps", "--guidance", "--speed-guidance", "--seed",
+    for option in ("--checkpoint", "--image", "--audio", "--out", "--speed", "--steps", "--guidance", "--speed-guidance", "--init-strength", "--seed",
                    "--size", "--device", "--dtype", "--motion-frames", "--frames-per-clip", "--audio-encoder"):
         assert option in result.stdout
 
@@ -93,6 +93,8 @@ def bad_cases(assets, no_face, tmp_path):
         "speed guidance without speed dropout": ({"--checkpoint": always_speed, "--speed": "10", "--speed-guidance": "3"},
                                                  "trained with speed dropout"),
         "negative speed guidance": ({"--speed-guidance": "-1"}, "Invalid value"),
+        "init strength zero": ({"--init-strength": "0"}, "--init-strength must be in (0, 1]"),
+        "init strength above one": ({"--init-strength": "1.5"}, "--init-strength must be in (0, 1]"),
     }, good
 
 
@@ -101,7 +103,7 @@ CASES = [
     "missing checkpoint", "not a checkpoint", "out under a file", "out is a folder", "out not a video container", "speed not a number",
     "negative speed", "bad size", "float16 on cpu", "bad device",
     pytest.param("no gpu", marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")), "motion longer than a clip", "unknown option",
-    "stage 3 never trained without speed",
+    "stage 3 never trained without speed", "init strength zero", "init strength above one",
 ]
 
 

@@ -190,6 +190,47 @@ def test_each_clip_gets_its_audio_speed_mask_and_guidance(assets, speed_guidance
     assert torch.equal(centre[20:], centre[19:20].expand(4, -1))
 
 
+def test_init_strength_starts_each_clip_from_the_noised_portrait(assets):
+    """Below strength 1 each clip runs the last share of the DDIM schedule, from the portrait's
+    latents noised to its first timestep with the clip's own noise draw. The lower the strength,
+    the nearer the video stays to the portrait (this model is barely trained: from pure noise it
+    draws no portrait at all)."""
+    from emo_infer.pipeline import denoising_timesteps
+
+    info = open_checkpoint(assets["checkpoint"])
+    portrait = samples.astronaut_image()[::8, ::8].copy()  # (64, 64, 3)
+    mask = np.full((64, 64), 255, np.uint8)
+    features = np.random.default_rng(0).standard_normal((24, 320)).astype(np.float32)
+    videos, first_inputs, timesteps = {}, {}, {}
+    for strength in (1.0, 0.3, 0.1):
+        model, vae, scheduler = load_weights(info, torch.device("cpu"), torch.float32)
+        pipeline = EMOPipeline(model, vae, scheduler, torch.device("cpu"), torch.float32)
+        inputs, seen = [], []
+        denoise = model.denoise
+
+        def recording_denoise(latents, t, *args, **kwargs):
+            inputs.append(latents.clone())
+            seen.append(int(t))
+            return denoise(latents, t, *args, **kwargs)
+
+        model.denoise = recording_denoise
+        videos[strength] = np.stack(list(pipeline.generate(portrait, mask, features, None, 24, steps=10, guidance=1.0,
+                                                           init_strength=strength, seed=5, progress=False)))
+        first_inputs[strength], timesteps[strength] = inputs[0], seen
+
+    schedule = denoising_timesteps(scheduler, 10).tolist()
+    assert timesteps[1.0] == schedule * 2  # two clips, the whole schedule each
+    assert timesteps[0.3] == schedule[-3:] * 2  # the last 3 of 10 steps
+    noise = torch.randn(1, 4, 12, 8, 8, generator=torch.Generator("cpu").manual_seed(5))  # the first clip's draw
+    torch.testing.assert_close(first_inputs[1.0], noise * scheduler.init_noise_sigma)
+    portrait_latent = pipeline.encode_frames(portrait[None])  # (1, 4, 1, 8, 8)
+    expected = scheduler.add_noise(portrait_latent.expand(1, 4, 12, 8, 8), noise, torch.tensor([schedule[-3]]))
+    torch.testing.assert_close(first_inputs[0.3], expected)
+    reconstruction = pipeline.decode(portrait_latent)[0].astype(np.float32)  # the VAE's picture of the portrait
+    error = {s: np.abs(video.astype(np.float32) - reconstruction).mean() for s, video in videos.items()}
+    assert error[0.1] < error[0.3] < error[1.0] and error[0.1] < 0.8 * error[1.0], error
+
+
 def test_api_validates_like_the_cli(assets, tmp_path):
     common = dict(checkpoint=assets["checkpoint"], image=assets["image"], audio=assets["short"], out=tmp_path / "o.mp4")
     with pytest.raises(InferError, match="--speed must be >= 0"):

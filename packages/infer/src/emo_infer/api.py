@@ -162,7 +162,8 @@ def generate(cfg: InferConfig | None = None, **options) -> GenerationResult:
 
     frames = pipeline.generate(
         inputs.portrait.pixels, inputs.portrait.mask, features, inputs.speed, inputs.driving.num_frames,
-        steps=cfg.steps, guidance=cfg.guidance, speed_guidance=cfg.speed_guidance, seed=cfg.seed, frames_per_clip=cfg.frames_per_clip,
+        steps=cfg.steps, guidance=cfg.guidance, speed_guidance=cfg.speed_guidance, init_strength=cfg.init_strength,
+        seed=cfg.seed, frames_per_clip=cfg.frames_per_clip,
         motion_frames=cfg.motion_frames, progress=cfg.progress,
     )
     driving = inputs.driving

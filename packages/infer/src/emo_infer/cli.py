@@ -24,6 +24,7 @@ def main_command(
     steps: Annotated[int, typer.Option(help="DDIM steps per clip.", min=1)] = 40,
     guidance: Annotated[float, typer.Option(help="Audio classifier-free guidance scale (1: off).", min=0)] = 3.5,
     speed_guidance: Annotated[float, typer.Option(help="Head-speed guidance scale (1: off; above 1 the head follows --speed more closely).", min=0)] = 1.0,
+    init_strength: Annotated[float, typer.Option(help="1: each clip starts from pure noise; below 1: from the portrait noised to that level (keeps its layout and colours, the head moves less).")] = 1.0,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same video).")] = 0,
     size: Annotated[Optional[int], typer.Option(help="Output side in pixels (default: the training size).", min=8)] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
@@ -44,7 +45,8 @@ def main_command(
 
     cfg = InferConfig(
         checkpoint=checkpoint, image=image, audio=audio, out=out, speed=parse_speed(speed), steps=steps,
-        guidance=guidance, speed_guidance=speed_guidance, seed=seed, size=size, device=device, dtype=dtype, motion_frames=motion_frames,
+        guidance=guidance, speed_guidance=speed_guidance, init_strength=init_strength, seed=seed, size=size,
+        device=device, dtype=dtype, motion_frames=motion_frames,
         frames_per_clip=frames_per_clip, audio_encoder=audio_encoder, mask_scale=mask_scale, crf=crf,
         channels_last=channels_last, compile=compile, progress=not quiet,
     )

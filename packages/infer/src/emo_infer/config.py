@@ -37,6 +37,12 @@ class InferConfig:
     """Classifier-free guidance scale on the head speed (1: off): above 1 the head follows the
     requested speed more closely than the model alone, for 1.5x the compute. Needs a stage-3
     checkpoint trained with speed dropout (the model's speed-free prediction) and a `speed`."""
+    init_strength: float = 1.0
+    """Where each clip's denoising starts: 1 is pure noise (the model draws every clip from
+    nothing); below 1, the portrait's latents noised to that share of the schedule (image-to-image),
+    and only that share of `steps` runs. The clips keep the portrait's layout and colours, and a
+    model that draws faces poorly from noise draws them whole; the head moves less (it starts
+    each clip from the portrait's pose). LEARNING.md compares 0.8 with 1."""
     seed: int = 0
     """Seeds the initial noise of every clip: the same seed gives the same video."""
     size: int | None = None
@@ -75,6 +81,7 @@ class InferConfig:
         check(self.steps >= 1, "--steps must be >= 1")
         check(self.guidance >= 0, "--guidance must be >= 0")
         check(self.speed_guidance >= 0, "--speed-guidance must be >= 0")
+        check(0 < self.init_strength <= 1, "--init-strength must be in (0, 1]: the share of the noise schedule to run")
         check(self.frames_per_clip >= 1, "--frames-per-clip must be >= 1")
         check(1 <= self.motion_frames <= self.frames_per_clip, "--motion-frames must be between 1 and --frames-per-clip")
         check(self.size is None or (self.size >= 8 and self.size % 8 == 0), "--size must be a multiple of 8")

@@ -103,6 +103,7 @@ class EMOPipeline:
         steps: int = 40,
         guidance: float = 3.5,
         speed_guidance: float = 1.0,
+        init_strength: float = 1.0,
         seed: int = 0,
         frames_per_clip: int = 12,
         motion_frames: int = 4,
@@ -129,6 +130,8 @@ class EMOPipeline:
 
         with timings.measure("vae_encode", device):
             reference_latent = self.encode_frames(reference[None])[:, :, 0]  # (1, 4, h, w)
+        # image-to-image: every clip starts from the portrait's latents on each of its frames
+        init = reference_latent[:, :, None].expand(latent_shape) if init_strength < 1.0 else None  # (1, 4, f, h, w)
         with timings.measure("reference_net", device):
             features = model.encode_reference(reference_latent)  # zero motion features: the first clip
         if n != model.temporal.config.num_motion_frames:
@@ -136,7 +139,8 @@ class EMOPipeline:
         # the guidance halves share the reference: repeated once per video, motion per clip
         batch_attention = _repeated(features.attention, halves) if halves > 1 else None
 
-        bar = tqdm(total=clips * steps, desc="generating", unit="step", disable=not progress)
+        steps_per_clip = len(denoising_timesteps(self.scheduler, steps, init_strength))
+        bar = tqdm(total=clips * steps_per_clip, desc="generating", unit="step", disable=not progress)
         try:
             for clip in range(clips):
                 bar.set_postfix(clip=f"{clip + 1}/{clips}")
@@ -150,7 +154,7 @@ class EMOPipeline:
                 clip_speed = None if speed is None else torch.from_numpy(speed[frames])[None].to(device)
                 noise = torch.randn(latent_shape, generator=generator)
                 latents = self.denoise_clip(noise, features, batch_attention, audio, face_mask, clip_speed, steps, guidance,
-                                            speed_guidance, bar)
+                                            speed_guidance, bar, init, init_strength)
                 with timings.measure("vae_decode", device):
                     pixels = self.decode(latents)  # (f, S, S, 3)
                 keep = min(f, num_frames - clip * f)
@@ -171,11 +175,15 @@ class EMOPipeline:
         guidance: float,
         speed_guidance: float = 1.0,
         bar=None,
+        init: torch.Tensor | None = None,  # (1, 4, f, h, w) latents to start from (image-to-image), or None
+        init_strength: float = 1.0,  # share of the schedule run from `init`; 1 starts from pure noise
     ) -> torch.Tensor:
         """DDIM over one clip. With guidance each step is one batch [no audio, audio] and the
         prediction is uncond + guidance * (cond - uncond); with speed guidance too, a third half
         [audio, no speed] adds (speed_guidance - 1) * (cond - no_speed), which pushes the head
-        further towards the requested speed than the model alone does. Returns the clean latents
+        further towards the requested speed than the model alone does. With `init` and
+        `init_strength` below 1, only the last `init_strength` share of the steps runs, from
+        `init` noised to the first of them (diffusers' image-to-image). Returns the clean latents
         (1, 4, f, h, w)."""
         model, device, dtype = self.model, self.device, self.dtype
         halves = guidance_halves(guidance, speed_guidance, speed is not None)
@@ -187,9 +195,12 @@ class EMOPipeline:
             face_mask = face_mask.repeat(halves, 1, 1, 1)
             if halves == 3:
                 keep_speed = torch.tensor([1.0, 1.0, 0.0], device=device)
-        self.scheduler.set_timesteps(steps, device=device)
-        latents = noise.to(device, dtype) * self.scheduler.init_noise_sigma
-        for t in self.scheduler.timesteps:
+        timesteps = denoising_timesteps(self.scheduler, steps, init_strength, device)
+        if init is not None and init_strength < 1.0:
+            latents = self.scheduler.add_noise(init.to(device, dtype), noise.to(device, dtype), timesteps[:1])
+        else:
+            latents = noise.to(device, dtype) * self.scheduler.init_noise_sigma
+        for t in timesteps:
             model_input = torch.cat([latents] * halves) if halves > 1 else latents
             with self.timings.measure("denoise", device):
                 prediction = model.denoise(model_input, t, features, audio, face_mask, speed, keep_speed=keep_speed)
@@ -202,6 +213,14 @@ class EMOPipeline:
             if bar is not None:
                 bar.update(1)
         return latents
+
+
+def denoising_timesteps(scheduler, steps: int, init_strength: float = 1.0, device=None) -> torch.Tensor:
+    """The timesteps one clip is denoised through: the schedule of `steps` DDIM steps, less its
+    first (noisiest) ones below strength 1; at least one step."""
+    scheduler.set_timesteps(steps, device=device)
+    kept = max(1, min(steps, round(steps * init_strength)))
+    return scheduler.timesteps[steps - kept:]
 
 
 def _pad_frames(values: np.ndarray, total: int) -> np.ndarray:
