@@ -38,8 +38,8 @@ def no_weights(monkeypatch):
 def test_help():
     result = subprocess.run([sys.executable, "-m", "emo_infer.cli", "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0
-    for option in ("--checkpoint", "--image", "--audio", "--out", "--speed", "--steps", "--guidance", "--speed-guidance", "--init-strength", "--seed",
-                   "--size", "--device", "--dtype", "--motion-frames", "--frames-per-clip", "--audio-encoder"):
+    for option in ("--checkpoint", "--image", "--audio", "--out", "--speed", "--steps", "--guidance", "--speed-guidance",
+                   "--init-strength", "--seed", "--size", "--device", "--dtype", "--motion-frames", "--frames-per-clip", "--audio-encoder"):
         assert option in result.stdout
 
 

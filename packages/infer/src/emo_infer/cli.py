@@ -24,7 +24,9 @@ def main_command(
     steps: Annotated[int, typer.Option(help="DDIM steps per clip.", min=1)] = 40,
     guidance: Annotated[float, typer.Option(help="Audio classifier-free guidance scale (1: off).", min=0)] = 3.5,
     speed_guidance: Annotated[float, typer.Option(help="Head-speed guidance scale (1: off; above 1 the head follows --speed more closely).", min=0)] = 1.0,
-    init_strength: Annotated[float, typer.Option(help="1: each clip starts from pure noise; below 1: from the portrait noised to that level (keeps its layout and colours, the head moves less).")] = 1.0,
+    init_strength: Annotated[float, typer.Option(
+        help="1: each clip starts from pure noise; below 1: from the portrait noised to that level "
+             "(keeps its layout and colours, the head moves less).")] = 1.0,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same video).")] = 0,
     size: Annotated[Optional[int], typer.Option(help="Output side in pixels (default: the training size).", min=8)] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
