@@ -188,13 +188,13 @@ def annotate(train_videos: Path, out: Path, profile: Profile, timer: Timer) -> P
     return shards
 
 
-def train(shards: Path, out: Path, profile: Profile, timer: Timer, preset: str) -> Path:
+def train(shards: Path, out: Path, profile: Profile, timer: Timer) -> Path:
     previous: list[str] = []
     for stage in STAGES:
         run = out / "runs" / f"stage{stage}"
         if not (run / "summary.json").is_file():  # written when the stage has finished
             timer.run(f"train {stage}", [
-                *cli("emo-train"), "--stage", stage, "--shards", str(shards), "--out", str(run), "--preset", preset,
+                *cli("emo-train"), "--stage", stage, "--shards", str(shards), "--out", str(run), "--preset", profile.preset,
                 "--size", str(profile.size), "--max-steps", str(profile.steps[stage]),
                 *(["--max-minutes", str(profile.minutes[stage])] if profile.minutes else []),
                 *(["--gpu", "--mixed-precision", "bf16"] if profile.gpu else []),
@@ -463,9 +463,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--audio", type=Path, help="held-out recording (with --videos: required)")
     parser.add_argument("--control-audio", type=Path, help="another recording for the mouth control (default: --audio reversed)")
     args = parser.parse_args(argv)
-    profile = PROFILES[args.profile]
-    if args.init_strength is not None:
-        profile = replace(profile, init_strength=args.init_strength)
+    # the options that override the profile's settings (report.json records the settings run)
+    overrides = {"preset": args.preset, "init_strength": args.init_strength}
+    profile = replace(PROFILES[args.profile], **{k: v for k, v in overrides.items() if v is not None})
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     timer = Timer(out / "timings.json")
@@ -489,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.stop_after == "annotate":
         timer.add("total", time.perf_counter() - started)
         return 0
-    checkpoint = train(shards, out, profile, timer, args.preset or profile.preset)
+    checkpoint = train(shards, out, profile, timer)
     jobs = generation_jobs(held, out, profile)
     generate(checkpoint, held, jobs, out, profile, timer)
     if args.stop_after == "generate":
