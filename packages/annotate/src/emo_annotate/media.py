@@ -594,7 +594,8 @@ def add_h264_stream(
 # libx264 (as PyAV's wheel bundles it) reads uninitialised memory in its macroblock-tree rate control
 # at many frame sizes (96, 264, 520 px among them; not 128, 256, 512): the same frames, encoded
 # again in the same process, can give other pictures. Clips and generated videos must depend on
-# their frames alone, so it is off, in the annotator's clips and in emo-infer's videos (BENCHMARKS.md).
+# their frames alone, so it is off by default in both writers below: the annotator's clips,
+# emo-infer's videos, the synthetic set and the learning check's reference (BENCHMARKS.md).
 STORED_X264_PARAMS = "mbtree=0"
 
 
@@ -666,7 +667,7 @@ class VideoWriter:
     The video stream is created from the first frame's size; the audio (float32 `(n,)` mono or
     `(2, n)` stereo at `audio_rate`) is encoded when the writer closes. The container format
     follows the file name unless `container_format` is given; `x264_params` goes to the encoder
-    (see `add_h264_stream`).
+    (see `add_h264_stream`): by default, as for `Mp4Writer`, the same frames give the same bytes.
     """
 
     def __init__(
@@ -678,7 +679,7 @@ class VideoWriter:
         crf: int = 18,
         preset: str = "veryfast",
         container_format: str | None = None,
-        x264_params: str | None = None,
+        x264_params: str | None = STORED_X264_PARAMS,
     ):
         self.fps = fps
         self.frames = 0

@@ -37,12 +37,11 @@ class GenerationResult:
 
 
 def open_video_writer(path: Path, fps: float, driving: "DrivingAudio", crf: int):
-    """The output's writer: H.264 with the input's sound, in the annotator's settings that make the
-    stream depend on the frames alone (`emo_annotate.media.STORED_X264_PARAMS`)."""
-    from emo_annotate.media import STORED_X264_PARAMS, VideoWriter
+    """The output's writer: H.264 with the input's sound; the stream depends on the frames alone
+    (`emo_annotate.media.VideoWriter`'s default encoder settings)."""
+    from emo_annotate.media import VideoWriter
 
-    return VideoWriter(path, fps, audio=driving.track, audio_rate=driving.track_rate, crf=crf,
-                       x264_params=STORED_X264_PARAMS)
+    return VideoWriter(path, fps, audio=driving.track, audio_rate=driving.track_rate, crf=crf)
 
 
 def check_output(out: Path) -> Path:
