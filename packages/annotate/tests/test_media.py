@@ -81,10 +81,10 @@ def test_a_stored_clip_is_the_same_bytes_every_time_it_is_encoded():
 
 
 def test_a_written_video_is_the_same_bytes_every_time(tmp_path):
-    """VideoWriter (synthetic sets, the learning check's real reference, emo-infer's output)
-    encodes as the clip writer does. With x264's macroblock tree, twenty writes of this 12 s
-    96 px video gave other bytes in three of five runs of this loop; the learning check's real
-    reference came out other bytes in a second run of the recipe."""
+    """VideoWriter (the learning check's real reference, emo-infer's output) encodes as the clip
+    writer does. With x264's macroblock tree, twenty writes of this 12 s 96 px video gave other
+    bytes in three of five runs of this loop; the learning check's real reference came out other
+    bytes in a second run of the recipe."""
     clip = list(samples.rotated_astronaut_frames(samples.roll_trajectory(300, 25.0), size=96))
 
     def write(name: str) -> bytes:

@@ -595,7 +595,7 @@ def add_h264_stream(
 # at many frame sizes (96, 264, 520 px among them; not 128, 256, 512): the same frames, encoded
 # again in the same process, can give other pictures. Clips and generated videos must depend on
 # their frames alone, so it is off by default in both writers below: the annotator's clips,
-# emo-infer's videos, the synthetic set and the learning check's reference (BENCHMARKS.md).
+# emo-infer's videos, the learning check's reference (BENCHMARKS.md).
 STORED_X264_PARAMS = "mbtree=0"
 
 
